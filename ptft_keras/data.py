@@ -326,9 +326,11 @@ def _check_labels(labels, n_texts, label_set, name):
         )
     if other:
         i = other[0]
+        hint = (" One-hot or nested labels? Pass class ids, e.g. np.argmax(labels, axis=-1)."
+                if isinstance(items[i], (list, tuple, np.ndarray)) else "")
         raise DataError(
             f"{name}: labels must be integer class ids, got {type(items[i]).__name__} "
-            f"{items[i]!r} at index {i} (indices {_show(other)})."
+            f"{items[i]!r} at index {i} (indices {_show(other)}).{hint}"
         )
     if fractional:
         i = fractional[0]
@@ -442,7 +444,7 @@ def load_imdb_online(split="train", tfds_data_dir=None):
     except Exception as err:
         raise DataError(
             f"IMDB (tensorflow-datasets 'imdb_reviews') is not available offline: "
-            f"{type(err).__name__}: {str(err)[:300]}. {alternative}"
+            f"{type(err).__name__}: {str(err)[:300].rstrip('.')}. {alternative}"
         ) from err
     texts, labels = [], []
     for text, label in tfds.as_numpy(ds):
