@@ -190,7 +190,10 @@ def classification_metrics(y_true, y_score, threshold=0.5, labels=None, auc=True
 
     cm = confusion_matrix(true_idx, pred_idx, k)
     precision, recall, f1 = _precision_recall_f1(cm)
-    pick = (lambda per_class: float(per_class[1])) if binary else (lambda pc: float(pc.mean()))
+
+    def pick(per_class):  # binary: the positive class; multi-class: the macro average
+        return float(per_class[1] if binary else per_class.mean())
+
     result = {
         "accuracy": float(np.mean(true_idx == pred_idx)),
         "precision": pick(precision),
