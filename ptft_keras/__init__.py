@@ -4,6 +4,16 @@ Importing the package registers every serializable layer and model, so a ``.kera
 by the course loads in a fresh process after ``import ptft_keras``.
 """
 
-from ptft_keras import backbones, config, finetune, pretraining, strategies, tokenizers
+from ptft_keras import (
+    backbones,
+    baseline,
+    config,
+    data,
+    evaluation,
+    finetune,
+    pretraining,
+    strategies,
+    tokenizers,
+)
 
 __version__ = "0.1.0"

@@ -22,7 +22,7 @@ def train_wordpiece(texts, vocab_size=8000, lowercase=True, min_frequency=2):
 
     The first entries are ``SPECIAL_TOKENS`` so ids 0..4 are [PAD] [UNK] [CLS] [SEP] [MASK].
     """
-    from tokenizers import BertWordPieceTokenizer
+    from tokenizers import BertWordPieceTokenizer, normalizers
 
     texts = list(texts)
     if not texts:
@@ -33,6 +33,10 @@ def train_wordpiece(texts, vocab_size=8000, lowercase=True, min_frequency=2):
         strip_accents=lowercase,  # BERT-uncased convention: lowercase and strip accents together
         lowercase=lowercase,
     )
+    if lowercase:
+        # keras-hub lowercases with NFKC case folding, which also maps full-width punctuation
+        # ("，" -> ","); normalise the same way here or the two disagree on Chinese text.
+        trainer.normalizer = normalizers.Sequence([normalizers.NFKC(), trainer.normalizer])
     trainer.train_from_iterator(
         texts,
         vocab_size=vocab_size,

@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+from ptft_keras import tokenizers
+
+EN = [
+    "The movie was surprisingly good, and the acting felt honest.",
+    "A dull, overlong film; I wanted my two hours back.",
+    "Battery life is great but the screen scratches easily!",
+    "Café owners were naïve about the rent.",
+]
+ZH = ["这个手机很好用，电池也耐用。", "质量太差了，不推荐购买。", "物流很快，包装完好。"]
+
+
+@pytest.fixture(scope="module")
+def vocab():
+    return tokenizers.train_wordpiece((EN + ZH) * 20, vocab_size=300, min_frequency=1)
+
+
+def test_special_tokens_come_first(vocab):
+    assert tuple(vocab[:5]) == tokenizers.SPECIAL_TOKENS
+    assert len(set(vocab)) == len(vocab)
+
+
+def test_keras_hub_ids_equal_hf_ids(vocab, tmp_path):
+    # The reference is HF tokenizers' own encoder on the same vocab.txt.
+    from tokenizers import BertWordPieceTokenizer, normalizers
+
+    path = tmp_path / "vocab.txt"
+    tokenizers.save_vocab(vocab, str(path))
+    hf = BertWordPieceTokenizer(str(path), lowercase=True, strip_accents=True)
+    hf.normalizer = normalizers.Sequence([normalizers.NFKC(), hf.normalizer])
+    ours = tokenizers.wordpiece_tokenizer(tokenizers.load_vocab(str(path)))
+    for text in EN + ZH + ["unseen wordz and 新的字"]:
+        expected = hf.encode(text, add_special_tokens=False).ids
+        got = np.asarray(ours(text)).tolist()
+        assert got == expected, text
+
+
+def test_chinese_characters_are_single_tokens(vocab):
+    tok = tokenizers.wordpiece_tokenizer(vocab)
+    pieces = [vocab[i] for i in np.asarray(tok("质量太差"))]
+    assert pieces == ["质", "量", "太", "差"]
+
+
+def test_encode_packs_cls_sep_and_pads(vocab):
+    tok = tokenizers.wordpiece_tokenizer(vocab)
+    ids = tokenizers.encode(["good", EN[0] * 5], tok, 12)
+    assert ids.shape == (2, 12) and ids.dtype == np.int32
+    assert ids[0, 0] == tokenizers.CLS and tokenizers.SEP in ids[0] and ids[0, -1] == tokenizers.PAD
+    assert ids[1, 0] == tokenizers.CLS and ids[1, -1] == tokenizers.SEP  # truncated, still closed
+
+
+def test_bad_vocab_and_missing_file(tmp_path):
+    with pytest.raises(ValueError, match="must start with"):
+        tokenizers.wordpiece_tokenizer(["a", "b", "c", "d", "e"])
+    with pytest.raises(FileNotFoundError, match="train_wordpiece"):
+        tokenizers.load_vocab(str(tmp_path / "nope.txt"))
+    with pytest.raises(ValueError, match="no texts"):
+        tokenizers.train_wordpiece([])
+
+
+def test_vocab_model_mismatch_is_reported():
+    with pytest.raises(ValueError, match="do not match"):
+        tokenizers.check_ids_fit(np.array([[2, 500, 3]]), vocabulary_size=300)
+    tokenizers.check_ids_fit(np.array([[2, 299, 3]]), vocabulary_size=300)
