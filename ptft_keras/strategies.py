@@ -1,21 +1,61 @@
-"""Fine-tuning strategies: which weights learn.
+"""Fine-tuning strategies: which weights learn, and how fast.
 
-A strategy is a function that sets ``trainable`` flags on a backbone; it works on our backbones
-and on keras-hub's (their encoder blocks are ``transformer_layers``). Re-``compile`` after
-changing a strategy: Keras fixes the trainable set at compile time.
+Every strategy works on our backbones (``blocks``) and on keras-hub's (``transformer_layers``);
+``count_params`` / ``describe`` / ``strategy_report`` say how many parameters each one trains.
+
+Which weights learn (``trainable`` flags; re-``compile`` after changing them):
 
 - ``"head"``: freeze the whole backbone, train only the new head (a linear probe if the head is
   one Dense layer).
 - ``"freeze_bottom"``: freeze the embeddings and the bottom ``k`` blocks; the top blocks and the
   head learn (lower layers hold general features, upper layers task-specific ones).
 - ``"full"``: everything learns.
+- ``"gradual_unfreezing"`` (ULMFiT, Howard & Ruder 2018): the ``GradualUnfreezing`` callback
+  starts with only the head and unfreezes one more group per epoch, top block first, embeddings
+  last.
+- ``"lora"`` (Hu et al. 2021): ``apply_lora`` freezes the backbone and adds trainable low-rank
+  updates ``W + (alpha/r)·A·B`` to the attention projections with Keras' own
+  ``layer.enable_lora``; ``merge_lora`` folds them back into plain kernels.
+
+How fast they learn:
+
+- ``"llrd"`` (layer-wise learning-rate decay, a.k.a. discriminative learning rates): everything
+  learns, but a group ``d`` steps below the head learns at ``base_lr * decay**d``.
+  ``layerwise_optimizer`` does it inside the optimizer (no model rebuild): it scales the
+  *learning rate* passed to each variable's update, not its gradient. The difference matters:
+  Adam-style updates ``m/(sqrt(v)+eps)`` are invariant to the scale of the gradient, so scaling
+  gradients by 0.1 leaves Adam's step (almost) unchanged; scaling the learning rate divides it by
+  10, exactly like a separate "parameter group" in PyTorch. Decoupled weight decay (AdamW) is
+  scaled with it, as in PyTorch's groups.
+
+Keras facts these rely on (read in ``keras/src``, Keras 3.15, TensorFlow backend):
+
+- ``Model.fit`` builds the optimizer once, on the variables trainable at that moment, and an
+  optimizer refuses variables it was not built with ("Unknown variable"). Build it while
+  everything that will ever learn is trainable (``GradualUnfreezing`` rebuilds it for you if it
+  has not taken a step yet).
+- The TensorFlow train function is a ``tf.function`` traced with the trainable variables of its
+  first call; ``fit`` looks up ``model.train_function`` before every batch, so
+  ``model.make_train_function(force=True)`` between epochs makes a new trainable set take effect.
+- Keras' Adam counts steps globally (``optimizer.iterations``) for its bias correction, unlike
+  PyTorch's per-parameter count: a group unfrozen at step ``t`` gets ``1/(1-beta**t) ~ 1`` instead
+  of the large first-step correction, so its first steps are up to a few times larger than
+  ``lr`` (``m`` and ``sqrt(v)`` are both still small, their ratio is not). A warmup or a smaller
+  learning rate for late groups (LLRD) keeps those steps in check.
 """
 
+import time
+
+import keras
 import numpy as np
+from keras import ops
 
 STRATEGIES = ("head", "freeze_bottom", "full")
+ALL_STRATEGIES = ("head", "freeze_bottom", "full", "gradual_unfreezing", "llrd", "lora")
+LORA_TARGETS = ("query", "value")
 
 
+# --- which layers are which ----------------------------------------------------------------------
 def backbone_blocks(backbone):
     """The backbone's layers that strategies freeze, bottom to top: [embeddings, block_0, ...].
 
@@ -37,6 +77,21 @@ def backbone_blocks(backbone):
     )
 
 
+def group_names(backbone):
+    """Names of ``backbone_blocks`` groups, bottom to top: ["embeddings", "block_0", ...]."""
+    return ["embeddings"] + [group[0].name for group in backbone_blocks(backbone)[1:]]
+
+
+def _set_groups_trainable(backbone, flags):
+    """flags: one bool per group of ``backbone_blocks`` (bottom to top)."""
+    groups = backbone_blocks(backbone)
+    backbone.trainable = True
+    for group, flag in zip(groups, flags):
+        for layer in group:
+            layer.trainable = bool(flag)
+
+
+# --- head / freeze_bottom / full -------------------------------------------------------------------
 def apply_strategy(backbone, strategy, k=None):
     """Set trainable flags on ``backbone`` for ``strategy`` in STRATEGIES; returns the backbone.
 
@@ -65,6 +120,15 @@ def apply_strategy(backbone, strategy, k=None):
     return backbone
 
 
+def unfreeze_top(backbone, n):
+    """Freeze the backbone except its top ``n`` groups (0 = head only; num_blocks+1 = all)."""
+    num_groups = len(backbone_blocks(backbone))
+    if not 0 <= n <= num_groups:
+        raise ValueError(f"n must be between 0 and {num_groups} (the number of groups), got {n}.")
+    _set_groups_trainable(backbone, [i >= num_groups - n for i in range(num_groups)])
+    return backbone
+
+
 def count_params(model):
     """(trainable, total) parameter counts of a built model."""
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
@@ -76,3 +140,402 @@ def describe(model):
     """One line: 'trainable 12,345 of 1,234,567 parameters (1.0%)'."""
     trainable, total = count_params(model)
     return f"trainable {trainable:,} of {total:,} parameters ({100.0 * trainable / total:.1f}%)"
+
+
+def strategy_report(model, backbone=None):
+    """Dict: trainable / total parameters of ``model`` and, per backbone group, what trains."""
+    trainable, total = count_params(model)
+    report = {"trainable": trainable, "total": total, "fraction": trainable / max(total, 1)}
+    if backbone is not None:
+        report["groups"] = {
+            name: sum(int(np.prod(w.shape)) for layer in group for w in layer.trainable_weights)
+            for name, group in zip(group_names(backbone), backbone_blocks(backbone))
+        }
+    return report
+
+
+# --- gradual unfreezing ----------------------------------------------------------------------------
+def _optimizer_keys(optimizer):
+    inner = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer wraps one
+    if not inner.built:
+        return None
+    return set(inner._trainable_variables_indices)
+
+
+def ensure_optimizer_covers(model, variables):
+    """Make ``model.optimizer`` able to update ``variables`` (Keras only updates what it was built on).
+
+    An unbuilt optimizer is built on ``variables``. A built one that misses some is replaced by a
+    fresh copy (same config) built on them, which is only allowed before its first step: after
+    that its moments would be lost, so that raises ValueError. Returns the optimizer in use.
+    """
+    optimizer = model.optimizer
+    keys = _optimizer_keys(optimizer)
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    if keys is None:
+        optimizer.build(variables)
+        return optimizer
+    missing = [v for v in variables if inner._var_key(v) not in keys]
+    if not missing:
+        return optimizer
+    if int(ops.convert_to_numpy(optimizer.iterations)) > 0:
+        raise ValueError(
+            f"The optimizer has taken steps but was built without {len(missing)} variables that "
+            f"must now learn (e.g. {missing[0].path}). Keras optimizers only update the variables "
+            f"they were built on: compile a fresh optimizer while every layer that will ever "
+            f"learn is trainable."
+        )
+    fresh = optimizer.__class__.from_config(optimizer.get_config())
+    fresh.build(list(variables))
+    model.optimizer = fresh
+    return fresh
+
+
+def _retrace(model):
+    """Make a changed trainable set take effect in the next ``fit`` step (TF backend)."""
+    model.make_train_function(force=True)
+    if hasattr(model, "_compiled_trainable_state"):
+        # We did what Keras' "trainable state changed since compile" warning asks for.
+        model._compiled_trainable_state = {
+            layer: layer.trainable for layer in model._flatten_layers()
+        }
+
+
+@keras.saving.register_keras_serializable(package="ptft_keras")
+class GradualUnfreezing(keras.callbacks.Callback):
+    """ULMFiT's gradual unfreezing: head only first, then one more backbone group per stage.
+
+    Epochs ``0 .. epochs_per_stage-1`` train the head only; each later stage also trains the next
+    group down: the top block, the one below, ..., and the embeddings last (unless
+    ``unfreeze_embeddings=False``). Between stages the callback re-traces the train function so
+    the new trainable set is used (a Keras train function keeps the set it was traced with), and
+    before training it makes sure the optimizer holds state for every weight it will unfreeze.
+
+    ``self.log`` records (epoch, trainable groups, trainable parameters) at every stage change.
+    """
+
+    def __init__(self, backbone, epochs_per_stage=1, unfreeze_embeddings=True, verbose=0):
+        super().__init__()
+        if epochs_per_stage < 1:
+            raise ValueError(f"epochs_per_stage must be >= 1, got {epochs_per_stage}.")
+        self.backbone = backbone
+        self.epochs_per_stage = int(epochs_per_stage)
+        self.unfreeze_embeddings = unfreeze_embeddings
+        self.verbose = verbose
+        self.stage = None
+        self.log = []
+
+    @property
+    def max_stage(self):
+        groups = len(backbone_blocks(self.backbone))
+        return groups if self.unfreeze_embeddings else groups - 1
+
+    def unfreezing_order(self):
+        """Group names in the order they start learning (top block first)."""
+        names = group_names(self.backbone)[::-1]
+        return names[: self.max_stage]
+
+    def _apply(self, stage):
+        unfreeze_top(self.backbone, stage)
+        self.stage = stage
+
+    def on_train_begin(self, logs=None):
+        if keras.backend.backend() == "jax":
+            raise NotImplementedError(
+                "GradualUnfreezing changes the trainable set between epochs, which the JAX "
+                "trainer fixes when fit starts: use the TensorFlow (or torch) backend."
+            )
+        # Every weight that will ever learn must be known to the optimizer.
+        self._apply(self.max_stage)
+        ensure_optimizer_covers(self.model, self.model.trainable_variables)
+        self._apply(0)
+        self._record(0)
+        _retrace(self.model)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        stage = min(epoch // self.epochs_per_stage, self.max_stage)
+        if stage != self.stage:
+            self._apply(stage)
+            self._record(epoch)
+            _retrace(self.model)
+
+    def _record(self, epoch):
+        trainable, total = count_params(self.model)
+        names = group_names(self.backbone)
+        learning = names[len(names) - self.stage :] if self.stage else []
+        self.log.append({"epoch": epoch, "learning": learning, "trainable": trainable,
+                         "total": total})
+        if self.verbose:
+            print(f"epoch {epoch}: head + {learning or 'nothing else'} "
+                  f"({trainable:,} of {total:,} parameters)")
+
+    def get_config(self):
+        return {
+            "epochs_per_stage": self.epochs_per_stage,
+            "unfreeze_embeddings": self.unfreeze_embeddings,
+            "verbose": self.verbose,
+        }
+
+
+# --- layer-wise learning-rate decay ----------------------------------------------------------------
+def layerwise_lr_multipliers(backbone, decay, head=1.0):
+    """{variable path: multiplier} for LLRD: a group d steps below the head gets decay**d.
+
+    The head (everything outside the backbone) is depth 0 (multiplier ``head``, not listed),
+    the top block depth 1, ..., the embeddings depth num_blocks + 1.
+    """
+    if not 0 < decay <= 1:
+        raise ValueError(f"decay must be in (0, 1], got {decay}.")
+    groups = backbone_blocks(backbone)
+    multipliers = {}
+    for index, group in enumerate(groups):
+        depth = len(groups) - index  # top block: 1, embeddings: len(groups)
+        for layer in group:
+            for variable in layer.weights:
+                multipliers[variable.path] = float(head * decay**depth)
+    return multipliers
+
+
+def group_learning_rates(backbone, base_lr, decay):
+    """[(group name, learning rate)] from the head down: what LLRD does, as a table."""
+    names = group_names(backbone)
+    rows = [("head", float(base_lr))]
+    for depth, name in enumerate(reversed(names), start=1):
+        rows.append((name, float(base_lr * decay**depth)))
+    return rows
+
+
+class _LayerwiseLR:
+    """Mixed into a Keras optimizer class: the learning rate of each variable times a multiplier.
+
+    ``lr_multipliers``: {variable path: float}; unlisted variables use 1.0. The multiplier is
+    looked up when the optimizer is built (by path) and applied in ``update_step`` (by variable),
+    so it scales the step, and in ``_apply_weight_decay`` (decoupled decay is ``lr * wd * w``).
+    """
+
+    def __init__(self, *args, lr_multipliers=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lr_multipliers = {str(k): float(v) for k, v in dict(lr_multipliers or {}).items()}
+        self._multiplier_by_key = {}
+
+    def build(self, variables):
+        super().build(variables)
+        for variable in variables:
+            path = getattr(variable, "path", None)
+            self._multiplier_by_key[self._var_key(variable)] = self.lr_multipliers.get(path, 1.0)
+
+    def lr_multiplier(self, variable):
+        return self._multiplier_by_key.get(self._var_key(variable), 1.0)
+
+    def update_step(self, gradient, variable, learning_rate):
+        scale = self.lr_multiplier(variable)
+        if scale != 1.0:
+            learning_rate = ops.multiply(learning_rate, scale)
+        return super().update_step(gradient, variable, learning_rate)
+
+    def _apply_weight_decay(self, variables):
+        if self.weight_decay is None:
+            return
+        for variable in variables:
+            if self._use_weight_decay(variable):
+                lr = ops.cast(self.learning_rate, variable.dtype) * self.lr_multiplier(variable)
+                wd = ops.cast(self.weight_decay, variable.dtype)
+                variable.assign(variable - variable * wd * lr)
+
+    def get_config(self):
+        config = super().get_config()
+        config["lr_multipliers"] = dict(self.lr_multipliers)
+        return config
+
+
+def _make_layerwise(base):
+    cls = type(f"Layerwise{base.__name__}", (_LayerwiseLR, base), {
+        "__doc__": f"{base.__name__} with per-variable learning-rate multipliers (LLRD).",
+        "__module__": __name__,
+    })
+    return keras.saving.register_keras_serializable(package="ptft_keras")(cls)
+
+
+LAYERWISE_OPTIMIZERS = {
+    base: _make_layerwise(base)
+    for base in (
+        keras.optimizers.SGD, keras.optimizers.Adam, keras.optimizers.AdamW,
+        keras.optimizers.RMSprop, keras.optimizers.Adagrad, keras.optimizers.Nadam,
+        keras.optimizers.Adamax, keras.optimizers.Lion,
+    )
+}
+globals().update({cls.__name__: cls for cls in LAYERWISE_OPTIMIZERS.values()})
+
+
+def layerwise_optimizer(optimizer, lr_multipliers):
+    """A copy of the (unbuilt) Keras ``optimizer`` whose per-variable learning rate is scaled.
+
+    ``lr_multipliers``: {variable path: float}, e.g. from ``layerwise_lr_multipliers``. Returns
+    e.g. a ``LayerwiseAdamW`` with the same config (learning-rate schedule included).
+    """
+    if isinstance(optimizer, _LayerwiseLR):
+        base = type(optimizer).__mro__[2]
+    else:
+        base = type(optimizer)
+    if base not in LAYERWISE_OPTIMIZERS:
+        raise TypeError(
+            f"No layer-wise version of {base.__name__}: supported are "
+            f"{', '.join(b.__name__ for b in LAYERWISE_OPTIMIZERS)}."
+        )
+    if optimizer.built:
+        raise ValueError("Pass an optimizer that has not been built (used) yet.")
+    config = optimizer.get_config()
+    config.pop("lr_multipliers", None)
+    return LAYERWISE_OPTIMIZERS[base].from_config({**config, "lr_multipliers": lr_multipliers})
+
+
+def llrd_optimizer(backbone, learning_rate, decay=0.8, optimizer="adamw", **kwargs):
+    """Shortcut: ``layerwise_optimizer(keras.optimizers.get(optimizer)(lr, **kwargs), ...)``."""
+    classes = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam,
+               "adamw": keras.optimizers.AdamW, "rmsprop": keras.optimizers.RMSprop}
+    if optimizer not in classes:
+        raise ValueError(f"optimizer must be one of {sorted(classes)}, got {optimizer!r}.")
+    base = classes[optimizer](learning_rate=learning_rate, **kwargs)
+    return layerwise_optimizer(base, layerwise_lr_multipliers(backbone, decay))
+
+
+# --- LoRA ----------------------------------------------------------------------------------------
+def lora_layers(backbone, targets=LORA_TARGETS):
+    """The backbone's layers named in ``targets`` that support ``enable_lora`` (Dense, EinsumDense)."""
+    return [
+        layer for layer in backbone._flatten_layers(include_self=False)
+        if layer.name in targets and hasattr(layer, "enable_lora")
+    ]
+
+
+def apply_lora(backbone, rank=4, targets=LORA_TARGETS, alpha=None, train_bias=False):
+    """Freeze ``backbone`` and add rank-``rank`` LoRA updates to its ``targets`` layers.
+
+    Uses Keras' ``layer.enable_lora(rank, lora_alpha)``: the layer computes with
+    ``kernel + (alpha/rank) * A @ B`` where A (.., rank) starts He-uniform, B (rank, out) at zero
+    (so the model starts exactly as pre-trained) and only A and B learn (plus the bias if
+    ``train_bias``). keras-hub attention projections are EinsumDense with kernel (H, heads, d):
+    Keras factorizes the last axis only, A is (H, heads, rank), B (rank, d).
+    Returns a dict: ``layers`` (names), ``trainable``, ``total`` (backbone parameters).
+    Calling it again on the same backbone keeps the existing A and B.
+    """
+    layers = lora_layers(backbone, targets)
+    if not layers:
+        raise ValueError(
+            f"No layer named one of {tuple(targets)} with enable_lora in "
+            f"{type(backbone).__name__}: LoRA needs Dense/EinsumDense projections (attention "
+            f"query/value in Transformers; an LSTM backbone has none)."
+        )
+    backbone.trainable = True
+    for layer in backbone._flatten_layers(include_self=False):
+        layer.trainable = False
+    for layer in layers:
+        layer.trainable = True  # sets every variable of the layer trainable ...
+        if not layer.lora_enabled:
+            layer.enable_lora(rank, lora_alpha=alpha)
+        layer._kernel.trainable = False  # ... so freeze the pre-trained kernel again
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.trainable = bool(train_bias)
+    trainable, total = count_params(backbone)
+    return {"layers": [layer.path for layer in layers], "rank": rank,
+            "trainable": trainable, "total": total}
+
+
+def lora_delta(layer):
+    """(alpha / rank) * A @ B: what LoRA adds to ``layer``'s frozen kernel."""
+    return (layer.lora_alpha / layer.lora_rank) * ops.matmul(layer.lora_kernel_a,
+                                                             layer.lora_kernel_b)
+
+
+def merge_lora(backbone, in_place=False):
+    """Fold LoRA into plain kernels: W_merged = W + (alpha/rank)·A·B.
+
+    ``in_place=False`` (default): return a new backbone of the same class and config without
+    LoRA, holding the merged weights (what you deploy: no extra matmuls, original size).
+    ``in_place=True``: write W_merged into the kernels of ``backbone`` and zero B, so LoRA
+    training can go on from the merged point; returns ``backbone``.
+    Keras does the same merge when it saves a LoRA layer (``save_own_variables`` stores
+    ``layer.kernel``, which is the merged kernel, and loading zeroes A and B).
+    """
+    layers = [
+        layer for layer in backbone._flatten_layers(include_self=False)
+        if getattr(layer, "lora_enabled", False)
+    ]
+    if not layers:
+        raise ValueError("merge_lora: the backbone has no LoRA layer (run apply_lora first).")
+    if in_place:
+        for layer in layers:
+            layer._kernel.assign(ops.add(layer._kernel, ops.cast(lora_delta(layer),
+                                                                 layer._kernel.dtype)))
+            layer.lora_kernel_b.assign(ops.zeros(layer.lora_kernel_b.shape))
+        return backbone
+    merged_values = {layer._kernel.path: ops.add(layer._kernel, lora_delta(layer))
+                     for layer in layers}
+    source = {variable.path: variable for variable in backbone.weights}
+    plain = type(backbone).from_config(backbone.get_config())
+    for variable in plain.weights:
+        if variable.path not in source:
+            raise ValueError(f"merge_lora: {variable.path} has no counterpart in the backbone.")
+        value = merged_values.get(variable.path, source[variable.path])
+        variable.assign(ops.convert_to_numpy(value))
+    return plain
+
+
+# --- run one strategy ----------------------------------------------------------------------------
+def finetune_strategy(
+    model, backbone, train, val=None, strategy="full", k=None, epochs=3, batch_size=32,
+    learning_rate=1e-3, warmup_fraction=0.1, decay=0.8, lora_rank=4, weight_decay=0.01,
+    seed=0, verbose=0, jit_compile=False,
+):
+    """Set up ``strategy`` (any of ALL_STRATEGIES) on ``backbone``, compile ``model`` and fit.
+
+    ``train`` / ``val``: (inputs, labels) with inputs a dict of arrays (or a token-id array).
+    AdamW with linear warmup + linear decay for every strategy; ``llrd`` wraps it in a
+    layer-wise version (``decay``), ``gradual_unfreezing`` adds the callback, ``lora`` calls
+    ``apply_lora(backbone, lora_rank)``. Returns a dict: strategy, trainable (the most parameters
+    trained at once), total, seconds, history (dict of lists).
+    """
+    from ptft_keras.finetune import WarmupLinearDecay  # finetune imports this module
+
+    if strategy not in ALL_STRATEGIES:
+        raise ValueError(f"Unknown strategy {strategy!r}: choose one of {ALL_STRATEGIES}.")
+    (x_train, y_train) = train
+    if not isinstance(x_train, dict):
+        x_train = {"token_ids": np.asarray(x_train)}
+    validation = None
+    if val is not None:
+        x_val, y_val = val
+        validation = (x_val if isinstance(x_val, dict) else {"token_ids": np.asarray(x_val)},
+                      np.asarray(y_val))
+    callbacks = []
+    if strategy in STRATEGIES:
+        apply_strategy(backbone, strategy, k)
+    elif strategy in ("llrd", "gradual_unfreezing"):
+        apply_strategy(backbone, "full")
+    elif strategy == "lora":
+        apply_lora(backbone, rank=lora_rank)
+    steps = epochs * int(np.ceil(len(y_train) / batch_size))
+    schedule = WarmupLinearDecay(learning_rate, int(warmup_fraction * steps), steps)
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay)
+    if strategy == "llrd":
+        optimizer = layerwise_optimizer(optimizer, layerwise_lr_multipliers(backbone, decay))
+    unfreezer = None
+    if strategy == "gradual_unfreezing":
+        unfreezer = GradualUnfreezing(backbone)
+        callbacks.append(unfreezer)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=jit_compile,
+    )
+    trainable, total = count_params(model)
+    keras.utils.set_random_seed(seed)
+    start = time.perf_counter()
+    history = model.fit(x_train, np.asarray(y_train), validation_data=validation, epochs=epochs,
+                        batch_size=batch_size, callbacks=callbacks, verbose=verbose)
+    seconds = time.perf_counter() - start
+    if unfreezer is not None:
+        trainable = max(entry["trainable"] for entry in unfreezer.log)
+    return {"strategy": strategy, "trainable": trainable, "total": total, "seconds": seconds,
+            "history": history.history}
