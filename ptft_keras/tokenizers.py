@@ -12,6 +12,8 @@ import os
 
 import numpy as np
 
+from ptft_keras.data import check_texts_labels
+
 # Order fixes the ids: [PAD] must be 0 (padding masks test ``id != 0``).
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 PAD, UNK, CLS, SEP, MASK = range(len(SPECIAL_TOKENS))
@@ -24,9 +26,7 @@ def train_wordpiece(texts, vocab_size=8000, lowercase=True, min_frequency=2):
     """
     from tokenizers import BertWordPieceTokenizer, normalizers
 
-    texts = list(texts)
-    if not texts:
-        raise ValueError("train_wordpiece got no texts: pass a non-empty list of strings.")
+    texts, _ = check_texts_labels(texts, name="tokenizer training texts")
     trainer = BertWordPieceTokenizer(
         clean_text=True,
         handle_chinese_chars=True,  # every CJK character its own token
@@ -94,9 +94,7 @@ def encode(texts, tokenizer, sequence_length):
     """
     import keras_hub
 
-    texts = list(texts)
-    if not texts:
-        raise ValueError("encode got no texts: pass a non-empty list of strings.")
+    texts, _ = check_texts_labels(texts, name="texts to encode")  # str, valid UTF-8, non-empty
     packer = keras_hub.layers.StartEndPacker(
         sequence_length=sequence_length, start_value=CLS, end_value=SEP, pad_value=PAD
     )

@@ -56,8 +56,18 @@ def test_bad_vocab_and_missing_file(tmp_path):
         tokenizers.wordpiece_tokenizer(["a", "b", "c", "d", "e"])
     with pytest.raises(FileNotFoundError, match="train_wordpiece"):
         tokenizers.load_vocab(str(tmp_path / "nope.txt"))
-    with pytest.raises(ValueError, match="no texts"):
+    with pytest.raises(ValueError, match="empty"):
         tokenizers.train_wordpiece([])
+
+
+def test_bad_text_is_refused_before_tokenizing(vocab):
+    tok = tokenizers.wordpiece_tokenizer(vocab)
+    with pytest.raises(ValueError, match="UTF-8"):
+        tokenizers.encode(["fine", b"caf\xe9 latin-1 bytes"], tok, 8)
+    with pytest.raises(ValueError, match="empty"):
+        tokenizers.encode([], tok, 8)
+    # Valid UTF-8 bytes are decoded, not refused.
+    assert tokenizers.encode([b"caf\xc3\xa9"], tok, 8).shape == (1, 8)
 
 
 def test_vocab_model_mismatch_is_reported():
