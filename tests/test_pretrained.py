@@ -187,6 +187,15 @@ def test_sentence_embeddings_match_sentence_transformers(minilm, inputs, referen
     assert diff < TOLERANCE
 
 
+def test_exact_gelu_computes_in_float32():
+    x = np.linspace(-4, 4, 101).astype("float32")
+    expected = np.asarray(keras.activations.gelu(x))
+    np.testing.assert_allclose(np.asarray(pretrained.exact_gelu_float32(x)), expected, atol=1e-7)
+    low = pretrained.exact_gelu_float32(keras.ops.cast(x, "bfloat16"))
+    assert keras.backend.standardize_dtype(low.dtype) == "bfloat16"  # dtype kept for the next layer
+    np.testing.assert_allclose(np.asarray(keras.ops.cast(low, "float32")), expected, atol=3e-2)
+
+
 def test_sentence_embedding_ignores_padding():
     layer = pretrained.SentenceEmbedding(normalize=False)
     sequence = np.array([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]], dtype="float32")
@@ -237,7 +246,8 @@ def test_models_reload_in_a_fresh_process(minilm, inputs, tmp_path):
             model = keras.saving.load_model({str(tmp_path)!r} + "/" + name + ".keras")
             outputs[name] = np.asarray(model(inputs))
         backbone = model.get_layer("minilm_backbone")
-        assert backbone.exact_gelu and backbone.transformer_layers[0].activation is keras.activations.gelu
+        assert backbone.exact_gelu
+        assert backbone.transformer_layers[0].activation is ptft_keras.pretrained.exact_gelu_float32
         np.savez({str(tmp_path / "outputs.npz")!r}, **outputs)
     """)
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
