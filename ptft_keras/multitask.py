@@ -488,7 +488,7 @@ def sampling_probabilities(sizes, temperature=1.0):
     return scores / scores.sum()
 
 
-def _index_stream(rng, n, count):
+def index_stream(rng, n, count):
     """``count`` row indices from successive shuffles of range(n): each row once per pass."""
     passes = max(1, math.ceil(count / n))
     return np.concatenate([rng.permutation(n) for _ in range(passes)])[:count]
@@ -538,7 +538,7 @@ class TaskSampler(keras.utils.PyDataset):
         self.plan_rows = [None] * self.steps
         for i, task in enumerate(self.names):
             steps = np.flatnonzero(choice == i)
-            rows = _index_stream(rng, self.sizes[i], len(steps) * self.batch_size)
+            rows = index_stream(rng, self.sizes[i], len(steps) * self.batch_size)
             for j, step in enumerate(steps):
                 self.plan_rows[step] = rows[j * self.batch_size : (j + 1) * self.batch_size]
 
