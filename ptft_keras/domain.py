@@ -303,7 +303,13 @@ def continue_pretraining(backbone, target_texts, encoder, steps=200, batch_size=
     backbones also get ``segment_ids`` (zeros) and ``padding_mask`` (id != 0).
     pretrainer: an existing ``MaskedLMPretrainer`` on this backbone (keeps its trained MLM
     head); default: a new one, whose head starts random. mask_kwargs go to ``mask_tokens``
-    (another vocabulary's ``mask_token_id``, ``special_ids``, ``random_start``).
+    (another vocabulary's ``mask_token_id``, ``special_ids``, ``random_start``). For MiniLM:
+
+        P = ptft_keras.pretrained
+        continue_pretraining(backbone, texts, preprocessor, mask_token_id=P.MASK_ID,
+                             special_ids=(P.PAD_ID, P.UNK_ID, P.CLS_ID, P.SEP_ID, P.MASK_ID),
+                             random_start=P.FIRST_REGULAR_ID)
+
     Runs exactly ``steps`` optimizer steps with dynamic masking (a fresh AdamW each call).
     ``run_eagerly=True`` skips tracing: quicker for a few steps of a tiny model.
     Returns (pretrainer, History).

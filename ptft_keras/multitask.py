@@ -157,7 +157,13 @@ def _label_column(frame, task, spec):
         if unknown:
             raise ValueError(f"Task {task!r}: labels {unknown[:5]} are not in classes {classes}.")
         values = values.map(index)
-    numbers = pd.to_numeric(values, errors="raise").to_numpy(dtype="float64")
+    try:
+        numbers = pd.to_numeric(values, errors="raise").to_numpy(dtype="float64")
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"Task {task!r}: column {column!r} holds non-numeric labels ({err}); list them in "
+            f"the task's 'classes' (e.g. {{'type': 'classification', 'classes': [...]}})."
+        ) from err
     missing = missing | (numbers < 0)  # -1 is the usual "no label" marker
     present = numbers[~missing]
     if np.any(np.mod(present, 1) != 0) or np.any(present >= spec["num_classes"]):

@@ -120,6 +120,8 @@ def test_task_arrays_masks_missing_labels_without_inventing_them():
     assert M.labelled_counts(w) == {"sentiment": 2, "drug": 3, "rating": 3, "domain": 0}
     with pytest.raises(ValueError, match="not class ids"):
         M.task_arrays(frame.assign(sentiment=[1, 2, 0, 1]), tasks, token_ids(4))
+    with pytest.raises(ValueError, match="'classes'"):  # strings need a class list
+        M.task_arrays(frame, {"drug": {"type": "classification", "num_classes": 3}}, token_ids(4))
 
 
 def test_masked_label_values_change_nothing(model_and_data):
@@ -295,7 +297,7 @@ def test_task_sampler_is_reproducible_and_feeds_fit(model_and_data):
     first_plan = list(a.plan_tasks)
     np.testing.assert_array_equal(b[2][0]["token_ids"], a.data[a.plan_tasks[2]][0]["token_ids"][
         a.plan_rows[2]])
-    M.compile_multitask(model, TASKS, run_eagerly=True)
+    M.compile_multitask(model, TASKS)  # traced train function (the default path), not eager
     seen = []
 
     class Record(keras.callbacks.Callback):
