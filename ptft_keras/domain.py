@@ -102,6 +102,7 @@ class DANNSchedule(keras.callbacks.Callback):
     def __init__(self, layer="gradient_reversal", total_steps=None, gamma=10.0, max_lambda=1.0):
         super().__init__()
         self.layer = layer
+        self.requested_steps = total_steps
         self.total_steps = total_steps
         self.gamma = float(gamma)
         self.max_lambda = float(max_lambda)
@@ -114,6 +115,7 @@ class DANNSchedule(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.step = 0
+        self.total_steps = self.requested_steps  # each fit recomputes its own length
         if self.total_steps is None:
             steps, epochs = self.params.get("steps"), self.params.get("epochs")
             if not steps:
@@ -133,7 +135,8 @@ class DANNSchedule(keras.callbacks.Callback):
     def get_config(self):
         return {
             "layer": self.layer if isinstance(self.layer, str) else self.layer.name,
-            "total_steps": self.total_steps, "gamma": self.gamma, "max_lambda": self.max_lambda,
+            "total_steps": self.requested_steps, "gamma": self.gamma,
+            "max_lambda": self.max_lambda,
         }
 
 
