@@ -263,3 +263,20 @@ def test_finetune_strategy_runs_every_strategy():
     assert trained["head"] < trained["lora"] < trained["freeze_bottom"] < total
     # 2 epochs of gradual unfreezing: head, then head + top block = freeze_bottom(k=1)
     assert trained["gradual_unfreezing"] == trained["freeze_bottom"]
+
+
+def test_keras_adam_counts_steps_globally():
+    """What the module docstring warns about: a variable that joins late (gradual unfreezing)
+    gets Adam's bias correction for the global step, so its first steps exceed the lr."""
+    early, late = keras.Variable(np.zeros(1, "float32")), keras.Variable(np.zeros(1, "float32"))
+    optimizer = keras.optimizers.Adam(0.01)
+    optimizer.build([early, late])
+    grad = np.ones(1, "float32")
+    for _ in range(200):
+        optimizer.apply([grad], [early])
+    steps = []
+    for _ in range(10):
+        before = late.numpy().copy()
+        optimizer.apply([grad, grad], [early, late])
+        steps.append(float(np.abs(late.numpy() - before)[0]) / 0.01)
+    assert min(steps) > 1.2 and max(steps) > 2.5  # a fresh Adam would step lr * 1.0 here
