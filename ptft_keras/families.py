@@ -229,7 +229,7 @@ def _stream_data(tokenizer, block_length, make_arrays, separator=None, dynamic_d
 
 def build_family(name, tokenizer, size="tiny", sequence_length=None, learning_rate=None,
                  dropout=0.0):
-    """Build family ``name`` at ``size`` ("tiny" or "small") for ``tokenizer``.
+    """Build family ``name`` at ``size`` ("tiny", "small" or a dict of ``SIZES`` keys).
 
     Returns a ``Family`` whose ``model`` is compiled for the family's own objective and whose
     ``make_data(texts)`` produces its batches. ``dropout`` defaults to 0: the course's runs
@@ -237,9 +237,12 @@ def build_family(name, tokenizer, size="tiny", sequence_length=None, learning_ra
     """
     if name not in FAMILIES:
         raise ValueError(f"Unknown family {name!r}: one of {', '.join(FAMILIES)}.")
-    if size not in SIZES:
-        raise ValueError(f"Unknown size {size!r}: one of {', '.join(SIZES)}.")
-    cfg = dict(SIZES[size])
+    if isinstance(size, dict):  # a custom size: any keys of SIZES["tiny"] overridden
+        cfg, size = {**SIZES["tiny"], **size}, "custom"
+    elif size in SIZES:
+        cfg = dict(SIZES[size])
+    else:
+        raise ValueError(f"Unknown size {size!r}: one of {', '.join(SIZES)} or a dict.")
     length = sequence_length or cfg.pop("sequence_length")
     lr = learning_rate or cfg.pop("learning_rate")
     embedding_dim = cfg.pop("embedding_dim")
