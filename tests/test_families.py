@@ -98,6 +98,32 @@ def test_family_table(result_of):
     assert (table["params"] >= table["backbone_params"]).all()
 
 
+def test_bert_masks_statically_roberta_dynamically(tokenizer_of, texts):
+    """BERT: one masking reused every epoch; RoBERTa: new masks each epoch."""
+    for name, dynamic in (("bert", False), ("roberta", True)):
+        family = families.build_family(name, tokenizer_of(name))
+        dataset = family.make_data(texts[:60], batch_size=8)
+        first = dataset[0][0]["token_ids"].copy()
+        dataset.on_epoch_end()
+        assert np.array_equal(dataset[0][0]["token_ids"], first) != dynamic, name
+        # Same seed, same epoch: the same batches (reproducible runs).
+        again = family.make_data(texts[:60], batch_size=8)[0][0]["token_ids"]
+        assert np.array_equal(again, first)
+
+
+def test_sentence_pair_batches_have_segments_and_labels(tokenizer_of, texts):
+    family = families.build_family("albert", tokenizer_of("albert"))
+    x, y, w = family.make_data(texts[:60], batch_size=8)[0]
+    tokenizer = family.tokenizer
+    assert (x["token_ids"][:, 0] == tokenizer.cls_token_id).all()
+    assert set(np.unique(x["segment_ids"])) == {0, 1} and set(y) == {"mlm", "sop"}
+    # Segment 1 ends with [SEP]; padding follows the last [SEP].
+    for ids, segments, padding in zip(x["token_ids"], x["segment_ids"], x["padding_mask"]):
+        last = int(padding.sum()) - 1
+        assert ids[last] == tokenizer.sep_token_id and segments[last] == 1
+        assert (ids[last + 1 :] == tokenizer.pad_token_id).all()
+
+
 def test_albert_parameter_counts_follow_the_formula():
     V, E, H, I, L, P = 500, 16, 64, 128, 4, 64  # noqa: E741 (the papers' letters)
     albert = keras_hub.models.AlbertBackbone(vocabulary_size=V, num_layers=L, num_heads=2,
