@@ -31,7 +31,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import keras_hub  # noqa: E402
-import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
 from ptft_keras import config, data, families, objectives, pretraining  # noqa: E402

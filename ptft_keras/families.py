@@ -73,7 +73,7 @@ T5_SENTINELS = 32  # <extra_id_0> ... <extra_id_31>; T5 itself has 100, spans pe
 
 # --- tokenizers -----------------------------------------------------------------------------------
 def _train_byte_level_bpe(texts, vocabulary_size, special_tokens):
-    """HF byte-level BPE -> (vocabulary dict, merges list) as keras-hub's BytePairTokenizer reads."""
+    """HF byte-level BPE -> (vocabulary dict, merges list), as keras-hub's BPE tokenizers read."""
     from tokenizers import ByteLevelBPETokenizer
 
     trainer = ByteLevelBPETokenizer()

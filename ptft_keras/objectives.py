@@ -233,7 +233,7 @@ def generate(model, prompts, max_length, sampler="greedy", stop_token_ids=None, 
     return np.asarray(ops.convert_to_numpy(out), "int32")
 
 
-# --- sentence pairs: NSP (BERT) and SOP (ALBERT) ---------------------------------------------------
+# --- sentence pairs: NSP (BERT) and SOP (ALBERT) -------------------------------------------------
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
 
 
@@ -307,7 +307,8 @@ def pack_sentence_pairs(first, second, sequence_length, cls_id, sep_id, pad_id):
     segment_ids = np.asarray(segment_ids, "int32")
     # Real tokens: everything the packer wrote, i.e. up to and including the last [SEP].
     length = np.array([len(a) + len(b) + 3 for a, b in zip(first, second)])
-    padding_mask = (np.arange(sequence_length)[None, :] < np.minimum(length, sequence_length)[:, None])
+    kept = np.minimum(length, sequence_length)
+    padding_mask = np.arange(sequence_length)[None, :] < kept[:, None]
     return token_ids, segment_ids, padding_mask.astype("int32")
 
 
@@ -496,7 +497,7 @@ def span_corruption_arrays(blocks, rng, sentinel_ids, eos_id, pad_id=0, noise_de
     Equal lengths give equal noise and span counts, so every corrupted input has exactly
     L - noise + spans + 1 tokens and every target noise + spans + 1: no padding needed.
     Decoder inputs are the targets shifted right behind ``pad_id`` (T5's decoder start token).
-    Returns ``(x, y, sample_weight)`` for ``Seq2SeqPretrainer`` (keras-hub ``T5Seq2SeqLM``'s format).
+    Returns ``(x, y, sample_weight)`` for ``Seq2SeqPretrainer`` (``T5Seq2SeqLM``'s format).
     """
     pairs = [
         span_corruption(block, sentinel_ids, rng, eos_id, noise_density, mean_span_length)

@@ -1,4 +1,4 @@
-"""Each objective's data transformation on small hand-checked inputs, and its model on tiny configs."""
+"""Each objective's data transformation on small hand-checked inputs; its model on tiny configs."""
 
 import os
 
@@ -226,7 +226,8 @@ def test_sop_swapped_pairs_are_exact_swaps():
         assert (i, j) == ((j - 1, j) if label == 1 else (j + 1, j))
     # Same positions, two orders: the first half of a swapped pair is the successor.
     firsts = {(p[0], p[1]) if p[2] else (p[1], p[0]) for p in pairs}
-    assert firsts == {((d, i), (d, i + 1)) for d, doc in enumerate(docs) for i in range(len(doc) - 1)}
+    consecutive = {((d, i), (d, i + 1)) for d, doc in enumerate(docs) for i in range(len(doc) - 1)}
+    assert firsts == consecutive
 
 
 def test_split_sentences():
@@ -340,7 +341,7 @@ def test_generation_strategies(counting_lm):
         O.make_sampler("beam")
 
 
-# --- feeding ----------------------------------------------------------------------------------------
+# --- feeding -------------------------------------------------------------------------------------
 def test_epoch_dataset_static_repeats_dynamic_changes():
     make = lambda r: ({"a": r.integers(0, 1000, (10, 3))}, np.zeros(10), np.ones(10))  # noqa: E731
     static, dynamic = O.EpochDataset(make, 4, dynamic=False), O.EpochDataset(make, 4)
