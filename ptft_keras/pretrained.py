@@ -249,7 +249,7 @@ def build_minilm_classifier(backbone, num_classes, dropout=0.1, pooling="mean", 
     pooling: ``"mean"`` (masked mean of the sequence output, what MiniLM was trained to make
     meaningful; the default) or ``"cls"`` (the [CLS] token's final hidden state). keras-hub's
     pooler (``pooled_output``) is not used: sentence-transformers never trained it.
-    Fine-tuning: ``backbone.trainable = False`` for a linear probe, or ``freeze_bottom``.
+    Fine-tuning strategies (head / freeze_bottom / full, LLRD, LoRA): ``ptft_keras.strategies``.
     """
     inputs = backbone_inputs()
     sequence = backbone(inputs)["sequence_output"]
@@ -265,31 +265,6 @@ def build_minilm_classifier(backbone, num_classes, dropout=0.1, pooling="mean", 
     # float32 logits even under mixed precision: the softmax in the loss needs the range.
     logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(pooled)
     return keras.Model(inputs, logits, name=name)
-
-
-def freeze_bottom(backbone, num_layers):
-    """Freeze the embeddings and the bottom ``num_layers`` transformer layers; train the rest.
-
-    ``num_layers=0`` makes the whole backbone trainable; ``backbone.trainable = False`` freezes
-    all of it. Call before ``compile`` (Keras reads ``trainable`` when it compiles).
-    """
-    if not 0 <= num_layers <= len(backbone.transformer_layers):
-        raise ValueError(
-            f"num_layers must be in [0, {len(backbone.transformer_layers)}], got {num_layers}"
-        )
-    backbone.trainable = True
-    frozen = num_layers > 0
-    # The embeddings sit below layer 0: freezing any bottom layer freezes them too.
-    for layer in (
-        backbone.token_embedding,
-        backbone.position_embedding,
-        backbone.segment_embedding,
-        backbone.embeddings_layer_norm,
-    ):
-        layer.trainable = not frozen
-    for index, block in enumerate(backbone.transformer_layers):
-        block.trainable = index >= num_layers
-    return backbone
 
 
 def minilm_mlm(backbone):

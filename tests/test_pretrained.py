@@ -218,16 +218,19 @@ def test_missing_package_names_the_install_command(monkeypatch, tmp_path):
         pretrained.minilm_dir(tmp_path)
 
 
-def test_freeze_bottom(minilm):
+def test_shared_strategies_freeze_minilm(minilm):
+    # The course's one freezing mechanism (ptft_keras.strategies) handles keras-hub backbones.
+    from ptft_keras import strategies
+
     backbone = minilm.backbone
     try:
-        pretrained.freeze_bottom(backbone, 4)
+        strategies.apply_strategy(backbone, "freeze_bottom", k=4)
         assert not backbone.token_embedding.trainable
         assert [block.trainable for block in backbone.transformer_layers] == [False] * 4 + [True] * 2
         trainable = sum(int(np.prod(w.shape)) for w in backbone.trainable_weights)
         assert 0 < trainable < backbone.count_params()
     finally:
-        pretrained.freeze_bottom(backbone, 0)
+        strategies.apply_strategy(backbone, "full")
     assert len(backbone.trainable_weights) == len(backbone.weights)
 
 
