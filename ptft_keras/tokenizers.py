@@ -44,8 +44,12 @@ def train_wordpiece(texts, vocab_size=8000, lowercase=True, min_frequency=2):
         special_tokens=list(SPECIAL_TOKENS),
         show_progress=False,
     )
-    vocab = trainer.get_vocab()  # token -> id
-    return [token for token, _ in sorted(vocab.items(), key=lambda item: item[1])]
+    # The trainer breaks ties between equally frequent merges in hash-map order, which changes
+    # from process to process: the same tokens would get different ids in every run. Sorting
+    # fixes the ids (WordPiece ids carry no meaning of their own). Rarely, a tie at the very end
+    # of training still swaps which of two equally frequent tokens gets in.
+    learned = sorted(token for token in trainer.get_vocab() if token not in SPECIAL_TOKENS)
+    return list(SPECIAL_TOKENS) + learned
 
 
 def save_vocab(vocab, path):

@@ -22,6 +22,11 @@ def test_special_tokens_come_first(vocab):
     assert len(set(vocab)) == len(vocab)
 
 
+def test_learned_tokens_come_in_a_fixed_order(vocab):
+    # Sorted, so ids do not depend on the trainer's hash-order tie-breaking.
+    assert vocab[5:] == sorted(vocab[5:])
+
+
 def test_keras_hub_ids_equal_hf_ids(vocab, tmp_path):
     # The reference is HF tokenizers' own encoder on the same vocab.txt.
     from tokenizers import BertWordPieceTokenizer, normalizers
