@@ -34,6 +34,9 @@ class MaskedMeanPooling(keras.layers.Layer):
         # max(.., 1) keeps an all-padding row at zero instead of NaN.
         return total / ops.maximum(ops.sum(mask, axis=1), 1.0)
 
+    def compute_output_shape(self, sequence_shape, padding_mask_shape=None):
+        return (sequence_shape[0], sequence_shape[-1])
+
 
 def build_classifier(backbone, num_classes=2, pooling="cls", dropout=0.1, name="classifier"):
     """Backbone + head. pooling: "cls" (first token) or "mean" (over non-padding tokens).

