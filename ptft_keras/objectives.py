@@ -97,15 +97,9 @@ def compile_lm(model, learning_rate=1e-3, weight_decay=0.01, jit_compile="auto")
     ``mean_with_sample_weight`` divides by the number of predicted tokens (not by batch x
     length), so ``exp(loss)`` is the per-token perplexity whatever the padding.
     """
-    model.compile(
-        optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay),
-        loss=keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True, reduction="mean_with_sample_weight"
-        ),
-        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=jit_compile,
-    )
-    return model
+    from ptft_keras.pretraining import compile_mlm
+
+    return compile_mlm(model, learning_rate, weight_decay, jit_compile, metric_name="accuracy")
 
 
 def perplexity(model, dataset):

@@ -166,8 +166,13 @@ class MaskedLMPretrainer(keras.Model):
         return cls(**config)
 
 
-def compile_mlm(model, learning_rate=1e-3, weight_decay=0.01, jit_compile="auto"):
-    """Compile for MLM: cross-entropy and accuracy weighted by ``mask_weights``."""
+def compile_mlm(model, learning_rate=1e-3, weight_decay=0.01, jit_compile="auto",
+                metric_name="masked_accuracy"):
+    """Compile for MLM: cross-entropy and accuracy weighted by ``mask_weights``.
+
+    Any token-prediction objective with per-position weights compiles the same way
+    (``objectives.compile_lm`` is this with the metric called "accuracy").
+    """
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay),
         # Divide by the number of masked tokens, not by batch x max_predictions: otherwise the
@@ -175,7 +180,7 @@ def compile_mlm(model, learning_rate=1e-3, weight_decay=0.01, jit_compile="auto"
         loss=keras.losses.SparseCategoricalCrossentropy(
             from_logits=True, reduction="mean_with_sample_weight"
         ),
-        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="masked_accuracy")],
+        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name=metric_name)],
         jit_compile=jit_compile,
     )
     return model
