@@ -4,7 +4,8 @@
 
 Pages come from ``book/pages/*.md`` (index.md first, then by file name) and notebooks from
 ``notebooks/*.ipynb``; a notebook belongs to the page whose name prefix it shares
-(``ch03_practice.md`` <- ``03_practice.ipynb``, ``ch03b_project.ipynb``). The site works
+(``ch03_practice.md`` <- ``03_practice.ipynb``, ``ch03b_project.ipynb``; appendices are lettered,
+``chA_tools.md`` <- ``A_tools.ipynb``, and sort after the numbered chapters). The site works
 offline: nothing is fetched at build or view time. There is no offline MathJax to ship (JupyterLab
 bundles its copy inside its own app code), so formulas are shown as their LaTeX source.
 """
@@ -69,8 +70,11 @@ def collect(pages_dir, notebooks_dir):
         entry = dict(file=page.stem + ".html", title=title_of(text, page.stem), kind="page",
                      source=page, text=text, notebooks=[])
         # ch03_practice.md claims 03_practice.ipynb (and ch03_*.ipynb); ch1 must not claim ch10_x.
+        # Appendices are lettered (chA_tools.md <- A_tools.ipynb): a letter must not be followed
+        # by another letter, or appendix A would claim "Attention_demo.ipynb".
         number = page.stem.split("_")[0].removeprefix("ch")
-        prefix = r"(?:ch)?" + re.escape(number) + r"(?!\d)"
+        follow = r"(?!\d)" if number[-1:].isdigit() else r"(?![A-Za-z\d])"
+        prefix = r"(?:ch)?" + re.escape(number) + follow
         mine = [nb for nb in notebooks if page.stem != "index" and re.match(prefix, nb.stem)]
         entry["notebooks"] = [notebook_entry(nb, parent=entry) for nb in mine]
         notebooks = [nb for nb in notebooks if nb not in mine]

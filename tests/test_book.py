@@ -114,3 +114,32 @@ def test_refuses_to_empty_a_folder_it_did_not_make(tmp_path):
          "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert run.returncode != 0 and "not made by this script" in run.stderr
     assert (tmp_path / "precious.txt").exists()
+
+
+def test_appendix_pages_claim_their_lettered_notebooks_and_come_last(tmp_path):
+    # chA_*.md <- A_*.ipynb, after the numbered chapters; appendix A must not claim a notebook
+    # that merely starts with the letter A.
+    pages, notebooks = tmp_path / "pages", tmp_path / "notebooks"
+    pages.mkdir()
+    notebooks.mkdir()
+    for stem, title in (("index", "Book"), ("ch05_trends", "Chapter 5"), ("chB_formulas", "B"),
+                        ("chA_tools", "A")):
+        (pages / f"{stem}.md").write_text(f"# {title}\n", encoding="utf-8")
+    for stem in ("B_formulas", "Attention_demo", "A_tools", "05_trends"):
+        nbformat.write(new_notebook(cells=[new_markdown_cell(f"# {stem}")]),
+                       notebooks / f"{stem}.ipynb")
+    out = tmp_path / "html"
+    run = subprocess.run(
+        [sys.executable, str(BUILD), "--pages", str(pages), "--notebooks", str(notebooks),
+         "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    index = (out / "index.html").read_text(encoding="utf-8")
+    nav = re.search(r'<nav class="sidebar">(.*?)</nav>', index, re.S).group(1)
+    assert re.findall(r'<li class="(\w+)[^"]*"><a href="([^"]+)"', nav) == [
+        ("page", "index.html"), ("page", "ch05_trends.html"), ("notebook", "nb_05_trends.html"),
+        ("page", "chA_tools.html"), ("notebook", "nb_A_tools.html"),
+        ("page", "chB_formulas.html"), ("notebook", "nb_B_formulas.html"),
+        ("page", "nb_Attention_demo.html")]  # claimed by no page: listed last, on its own
+    appendix_a = (out / "chA_tools.html").read_text(encoding="utf-8")
+    links = re.search(r'<p class="nb-links">(.*?)</p>', appendix_a).group(1)
+    assert re.findall(r'href="([^"]+)"', links) == ["nb_A_tools.html"]
