@@ -13,6 +13,7 @@ from ptft_keras import (
     evaluation,
     families,
     finetune,
+    labelbudget,
     multitask,
     objectives,
     pretrained,
