@@ -137,12 +137,17 @@ def finetune(
     patience=2,
     seed=0,
     verbose=0,
+    distribute_strategy=None,
 ):
     """Fine-tune ``model`` on ``train = (token_ids, labels)``; validate on ``val``.
 
     Applies ``strategy`` to ``backbone`` (see ``ptft_keras.strategies``), uses a warmup +
     linear-decay schedule and early stopping on validation loss (best weights restored).
     Every input is checked before training starts. Returns (history, seconds).
+
+    ``distribute_strategy``: a ``tf.distribute`` strategy (``ptft_keras.distributed``) to train
+    data-parallel; ``model`` must have been created inside its ``scope()`` (checked), and the
+    optimizer is created there too. ``batch_size`` is then the global batch.
     """
     num_classes = model.output.shape[-1]
     (x_train, y_train), (x_val, y_val) = train, val
@@ -161,7 +166,14 @@ def finetune(
         strategies.apply_strategy(backbone, strategy, k)
     steps = epochs * math.ceil(len(y_train) / batch_size)
     schedule = WarmupLinearDecay(learning_rate, int(warmup_fraction * steps), steps)
-    compile_classifier(model, schedule)
+    if distribute_strategy is None:
+        compile_classifier(model, schedule)
+    else:
+        from ptft_keras.distributed import check_model_strategy  # tf.distribute: TF only
+
+        check_model_strategy(model, distribute_strategy)
+        with distribute_strategy.scope():  # the optimizer's variables must be mirrored too
+            compile_classifier(model, schedule)
     stop = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=patience, restore_best_weights=True
     )

@@ -167,12 +167,22 @@ class MaskedLMPretrainer(keras.Model):
 
 
 def compile_mlm(model, learning_rate=1e-3, weight_decay=0.01, jit_compile="auto",
-                metric_name="masked_accuracy"):
+                metric_name="masked_accuracy", distribute_strategy=None):
     """Compile for MLM: cross-entropy and accuracy weighted by ``mask_weights``.
 
     Any token-prediction objective with per-position weights compiles the same way
     (``objectives.compile_lm`` is this with the metric called "accuracy").
+    ``distribute_strategy``: a ``tf.distribute`` strategy; ``model`` must have been created
+    inside its ``scope()`` (checked) and is compiled there, so ``fit`` trains data-parallel.
+    Under it the loss is averaged per replica (over that replica's masked tokens), then over
+    replicas: equal to the global masked-token mean only when replicas mask equally many.
     """
+    if distribute_strategy is not None:
+        from ptft_keras.distributed import check_model_strategy  # tf.distribute: TF only
+
+        check_model_strategy(model, distribute_strategy)
+        with distribute_strategy.scope():
+            return compile_mlm(model, learning_rate, weight_decay, jit_compile, metric_name)
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay),
         # Divide by the number of masked tokens, not by batch x max_predictions: otherwise the
