@@ -291,6 +291,23 @@ def _as_size(size):
         ) from None
 
 
+def _lstm_lm(vocabulary_size, sequence_length, size, learning_rate):
+    """A causal LSTM language model and its parameter counts (embeddings excluded, as Kaplan)."""
+    tokens = keras.Input((sequence_length,), dtype="int32", name="token_ids")
+    x = keras.layers.Embedding(vocabulary_size, size["hidden_dim"], name="token_embedding")(tokens)
+    for i in range(size["num_layers"]):
+        x = keras.layers.LSTM(size["hidden_dim"], return_sequences=True, name=f"lstm_{i}")(x)
+    logits = keras.layers.Dense(vocabulary_size, name="lm_head")(x)        # (batch, seq, vocab)
+    model = keras.Model(tokens, logits, name="lstm_lm")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    total = int(model.count_params())
+    embedding = vocabulary_size * size["hidden_dim"]
+    return model, {"total": total, "non_embedding": total - embedding}
+
+
 def _blocks(ids, block_length, name):
     ids = np.asarray(ids)
     if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
@@ -304,9 +321,15 @@ def _blocks(ids, block_length, name):
 
 def run_scaling_grid(
     train_ids, val_ids, vocabulary_size, sizes, token_budgets, sequence_length=64,
-    batch_size=16, learning_rate=3e-3, seed=0, verbose=False,
+    batch_size=16, learning_rate=3e-3, seed=0, verbose=False, family="gpt2",
 ):
-    """Train one GPT-2 causal LM per size; its validation loss after each token budget.
+    """Train one causal LM per size; its validation loss after each token budget.
+
+    family: "gpt2" (keras-hub GPT2Backbone + ``objectives.CausalLMPretrainer``) or "lstm"
+    (embedding -> one unidirectional LSTM of width hidden_dim -> softmax; num_layers LSTMs if a
+    size dict says so). At CPU budgets (1e5-1e6 tokens) a tiny Transformer sits on the unigram
+    plateau for a random number of steps, which scrambles the size axis; an LSTM leaves it
+    within a few dozen steps, so its sizes come out in order. Same objective either way.
 
     train_ids, val_ids: 1-D int token streams. sizes: hidden dims (ints, see ``model_size``)
     or size dicts. token_budgets: training tokens; the train stream is cut into blocks of
@@ -359,21 +382,29 @@ def run_scaling_grid(
     x_train, y_train, w_train = objectives.causal_lm_arrays(train)
     x_val, y_val, w_val = objectives.causal_lm_arrays(val)
 
+    if family not in ("gpt2", "lstm"):
+        raise ValueError(f"family must be 'gpt2' or 'lstm', got {family!r}.")
     rows = []
     for size in sizes:
         size = _as_size(size)
         keras.utils.set_random_seed(seed)
-        backbone = keras_hub.models.GPT2Backbone(
-            vocabulary_size=vocabulary_size, max_sequence_length=sequence_length, dropout=0.0,
-            **size,
-        )
-        model = objectives.compile_lm(objectives.CausalLMPretrainer(backbone), learning_rate)
-        counts = transformer_param_counts(
-            size["num_layers"], size["hidden_dim"], vocabulary_size, sequence_length,
-            size["intermediate_dim"],
-        )
-        total = int(backbone.count_params())
-        label = f"L{size['num_layers']}-d{size['hidden_dim']}"
+        if family == "gpt2":
+            backbone = keras_hub.models.GPT2Backbone(
+                vocabulary_size=vocabulary_size, max_sequence_length=sequence_length,
+                dropout=0.0, **size,
+            )
+            model = objectives.compile_lm(objectives.CausalLMPretrainer(backbone), learning_rate)
+            counts = transformer_param_counts(
+                size["num_layers"], size["hidden_dim"], vocabulary_size, sequence_length,
+                size["intermediate_dim"],
+            )
+            total = int(backbone.count_params())
+        else:
+            model, counts = _lstm_lm(vocabulary_size, sequence_length, size, learning_rate)
+            total = counts["total"]
+        label = ("L" if family == "gpt2" else "LSTM") + f"{size['num_layers']}-d{size['hidden_dim']}"
+        # The LSTM needs no padding mask: every block is full length.
+        feed = (lambda x: x) if family == "gpt2" else (lambda x: x["token_ids"])
         done, seconds = 0, 0.0
         for budget, step in zip(budgets, steps):
             part = slice(done * batch_size, step * batch_size)
@@ -381,14 +412,14 @@ def run_scaling_grid(
             if step > done:
                 start = time.perf_counter()
                 history = model.fit(
-                    {k: v[part] for k, v in x_train.items()}, y_train[part],
+                    feed({k: v[part] for k, v in x_train.items()}), y_train[part],
                     sample_weight=w_train[part],
                     batch_size=batch_size, epochs=1, shuffle=False, verbose=0,
                 )
                 seconds += time.perf_counter() - start
                 train_loss = float(history.history["loss"][-1])
             done = step
-            val_loss = float(model.evaluate(x_val, y_val, sample_weight=w_val, batch_size=64,
+            val_loss = float(model.evaluate(feed(x_val), y_val, sample_weight=w_val, batch_size=64,
                                             verbose=0, return_dict=True)["loss"])
             tokens = step * tokens_per_step
             rows.append(dict(

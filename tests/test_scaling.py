@@ -187,3 +187,21 @@ def test_grid_errors():
                                  sequence_length=16, batch_size=8)
     with pytest.raises(ValueError, match="at least one batch"):
         scaling.run_scaling_grid(ids, ids, V, [8], [10], sequence_length=16, batch_size=8)
+
+
+def test_lstm_family_grid_orders_sizes_and_counts_params():
+    train, val = markov_stream(20_000, 0), markov_stream(2_000, 1)
+    frame = scaling.run_scaling_grid(train, val, V, sizes=[4, 32], token_budgets=[1024, 8192],
+                                     sequence_length=16, batch_size=8, learning_rate=1e-2,
+                                     family="lstm")
+    assert list(frame["size"]) == ["LSTM2-d4", "LSTM2-d4", "LSTM2-d32", "LSTM2-d32"]
+    big = frame[frame["tokens"] == 8192].set_index("hidden_dim")
+    assert big.loc[32, "val_loss"] < big.loc[4, "val_loss"]
+    for h, row in big.iterrows():
+        # 2 LSTMs of width h on inputs of width h (4 gates), a dense head; embeddings excluded
+        lstm = 2 * 4 * (h * h + h * h + h)
+        assert row["non_embedding_params"] == lstm + h * V + V
+        assert row["params"] == row["non_embedding_params"] + V * h
+    with pytest.raises(ValueError, match="family must be"):
+        scaling.run_scaling_grid(train, val, V, [4], [1024], sequence_length=16, batch_size=8,
+                                 family="rnn")
