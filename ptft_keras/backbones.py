@@ -154,7 +154,10 @@ class LSTMBackbone(keras.Model):
 
 
 def sequence_output(outputs):
-    """The (B, S, H) tensor of a backbone's output: ours return it, keras-hub's return a dict."""
+    """The (B, S, H) tensor of a backbone's output: ours return it, keras-hub's return a dict
+    (T5's: the encoder's output)."""
     if isinstance(outputs, dict):
-        return outputs["sequence_output"]
+        # T5 (encoder-decoder): a classifier reads the encoder's view of the text.
+        key = "sequence_output" if "sequence_output" in outputs else "encoder_sequence_output"
+        return outputs[key]
     return outputs

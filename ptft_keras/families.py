@@ -303,6 +303,49 @@ def build_family(name, tokenizer, size="tiny", sequence_length=None, learning_ra
     return Family(name, tokenizer, backbone, model, make_data, length, size)
 
 
+# --- fine-tuning ----------------------------------------------------------------------------------
+def classification_inputs(family, texts):
+    """Texts -> the inputs of ``family.backbone`` for a classifier: dict of int32 (N, S).
+
+    Each text is tokenized with the family's tokenizer, wrapped in the special tokens the
+    family's own classifiers use (BERT, ALBERT, DeBERTa: [CLS] x [SEP]; RoBERTa: <s> x </s>;
+    GPT-2: x <|endoftext|>; XLNet: x <sep> <cls>, its classification token comes last;
+    T5: x </s>), cut to the family's sequence length and padded (padding mask 0 there).
+    T5's decoder gets one start token (<pad>, as in T5): the classifier pools the encoder.
+    Use with ``finetune.build_classifier(family.backbone, num_classes, pooling="mean")``.
+    """
+    texts = list(texts)
+    if not texts:
+        raise ValueError("texts is empty: give at least one text to classify.")
+    tok = family.tokenizer
+    if family.name in ("bert", "albert", "deberta"):
+        start, end, pad = [tok.cls_token_id], [tok.sep_token_id], tok.pad_token_id
+    elif family.name == "roberta":
+        start, end, pad = [tok.start_token_id], [tok.end_token_id], tok.pad_token_id
+    elif family.name == "gpt2":
+        start, end, pad = [], [tok.end_token_id], 0
+    elif family.name == "xlnet":
+        start, end, pad = [], [_ids(tok, "<sep>"), _ids(tok, "<cls>")], _ids(tok, "<pad>")
+    else:  # t5
+        start, end, pad = [], [tok.end_token_id], tok.pad_token_id
+    length = family.sequence_length
+    body = length - len(start) - len(end)
+    ids = np.full((len(texts), length), pad, dtype="int32")
+    mask = np.zeros_like(ids)
+    for row, tokens in enumerate(_token_lists(tok, texts)):
+        seq = start + list(tokens)[:body] + end
+        ids[row, : len(seq)] = seq
+        mask[row, : len(seq)] = 1
+    if family.name == "t5":
+        return {"encoder_token_ids": ids, "encoder_padding_mask": mask,
+                "decoder_token_ids": np.full((len(texts), 1), pad, "int32"),
+                "decoder_padding_mask": np.ones((len(texts), 1), "int32")}
+    inputs = {"token_ids": ids, "padding_mask": mask}
+    if "segment_ids" in family.backbone.input:
+        inputs["segment_ids"] = np.zeros_like(ids)
+    return inputs
+
+
 # --- running and comparing ------------------------------------------------------------------------
 def count_params(model, batch):
     """Parameters of ``model``, building it on ``batch`` first (x of one (x, y, w) batch)."""

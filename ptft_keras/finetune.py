@@ -41,7 +41,8 @@ class MaskedMeanPooling(keras.layers.Layer):
 def build_classifier(backbone, num_classes=2, pooling="cls", dropout=0.1, name="classifier"):
     """Backbone + head. pooling: "cls" (first token) or "mean" (over non-padding tokens).
 
-    Inputs: whatever the backbone takes (ours: {"token_ids": (B, S)}). Output: logits (B, C).
+    Inputs: whatever the backbone takes (ours: {"token_ids": (B, S)}; a keras-hub family's:
+    ``families.classification_inputs`` makes them). Output: logits (B, C).
     """
     if pooling not in ("cls", "mean"):
         raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}.")
@@ -53,7 +54,7 @@ def build_classifier(backbone, num_classes=2, pooling="cls", dropout=0.1, name="
     if pooling == "cls":
         pooled = x[:, 0, :]
     else:
-        padding_mask = inputs.get("padding_mask")
+        padding_mask = inputs.get("padding_mask", inputs.get("encoder_padding_mask"))
         if padding_mask is None:
             padding_mask = ops.not_equal(inputs["token_ids"], 0)
         pooled = MaskedMeanPooling(name="mean_pool")(x, padding_mask)

@@ -7,7 +7,7 @@ import keras_hub
 import numpy as np
 import pytest
 
-from ptft_keras import config, data, families
+from ptft_keras import config, data, families, finetune
 
 VOCABULARY = 600
 
@@ -29,6 +29,9 @@ def tokenizer_of(texts):
     return get
 
 
+BUILT = {}  # name -> the pre-trained Family, for the fine-tuning test
+
+
 @pytest.fixture(scope="module")
 def result_of(texts, tokenizer_of):
     cache = {}
@@ -38,6 +41,7 @@ def result_of(texts, tokenizer_of):
             config.set_seed(0)
             family = families.build_family(name, tokenizer_of(name), size="tiny")
             cache[name] = families.pretrain_family(family, texts, epochs=2, batch_size=16)
+            BUILT[name] = family
         return cache[name]
 
     return get
@@ -85,6 +89,53 @@ def test_a_few_steps_lower_the_family_loss(name, result_of):
     start = np.log(VOCABULARY) + (np.log(2) if name in ("bert", "albert") else 0)
     assert abs(result["loss_before"] - start) < 0.5
     assert result["loss_after"] < result["loss_before"] - 0.2
+
+
+def toy_task(n, seed):
+    """Texts of 6 words from one of two word sets: label = which set (separable by tokens)."""
+    rng = np.random.default_rng(seed)
+    words = (["whale", "sea", "ship", "captain", "harpoon"], ["land", "house", "town", "street", "farm"])
+    labels = rng.integers(0, 2, n)
+    texts = [" ".join(rng.choice(words[y], 6)) for y in labels]
+    return texts, labels.astype("int32")
+
+
+@pytest.mark.parametrize("name", families.FAMILIES)
+def test_each_pretrained_family_fine_tunes_to_a_classifier(name, result_of):
+    result_of(name)  # pre-trains it with its own objective first
+    family = BUILT[name]
+    train_texts, y_train = toy_task(96, 0)
+    test_texts, y_test = toy_task(64, 1)
+    x_train = families.classification_inputs(family, train_texts)
+    x_test = families.classification_inputs(family, test_texts)
+    assert set(x_train) == set(family.backbone.input)
+    mask_key = "encoder_padding_mask" if name == "t5" else "padding_mask"
+    assert (x_train[mask_key].sum(1) > 6).all()  # six words + special tokens, rest padding
+    before = [np.array(w) for w in family.backbone.get_weights()]
+    config.set_seed(0)
+    model = finetune.build_classifier(family.backbone, 2, pooling="mean", dropout=0.0)
+    finetune.compile_classifier(model, learning_rate=3e-3)
+    start_loss = model.evaluate(x_test, y_test, verbose=0, return_dict=True)["loss"]
+    model.fit(x_train, y_train, epochs=12, batch_size=32, verbose=0)
+    metrics = model.evaluate(x_test, y_test, verbose=0, return_dict=True)
+    assert metrics["loss"] < start_loss - 0.2, (start_loss, metrics)
+    assert metrics["accuracy"] >= 0.9, metrics
+    # Fine-tuning trained the pre-trained backbone itself (same object, weights moved).
+    after = family.backbone.get_weights()
+    assert max(float(np.max(np.abs(a - b))) for a, b in zip(after, before)) > 1e-4
+
+
+def test_classification_inputs_wrap_and_pad(result_of):
+    result_of("bert")
+    family = BUILT["bert"]
+    x = families.classification_inputs(family, ["call me ishmael", "a " * 500])
+    tok = family.tokenizer
+    n = int(x["padding_mask"][0].sum())
+    assert x["token_ids"][0, 0] == tok.cls_token_id and x["token_ids"][0, n - 1] == tok.sep_token_id
+    assert (x["token_ids"][0, n:] == tok.pad_token_id).all() and (x["segment_ids"] == 0).all()
+    assert x["padding_mask"][1].all() and x["token_ids"][1, -1] == tok.sep_token_id  # truncated
+    with pytest.raises(ValueError, match="texts is empty"):
+        families.classification_inputs(family, [])
 
 
 def test_family_table(result_of):
