@@ -80,21 +80,21 @@ def keras_worker(spec, args):
     import keras
     import keras_hub
 
-    from ptft_keras import pretrained
+    from ptft_keras.models import minilm
 
     keras.utils.set_random_seed(0)
     keras.mixed_precision.set_global_policy(spec.get("policy", "float32"))
-    backbone, _ = pretrained.load_minilm(sequence_length=args.sequence_length)
+    backbone, _ = minilm.load_minilm(sequence_length=args.sequence_length)
     if "dropout" in spec or "exact_gelu" in spec:
         changes = {key: spec[key] for key in ("dropout", "exact_gelu") if key in spec}
-        variant = pretrained.MiniLMBackbone.from_config({**backbone.get_config(), **changes})
+        variant = minilm.MiniLMBackbone.from_config({**backbone.get_config(), **changes})
         variant.set_weights(backbone.get_weights())
         backbone = variant
     if spec["model"] == "keras_hub":
         # keras-hub's task compiles itself with its defaults (Adam 5e-5, logits loss, accuracy).
         model = keras_hub.models.BertTextClassifier(backbone=backbone, num_classes=2, preprocessor=None)
     else:
-        model = pretrained.build_minilm_classifier(backbone, num_classes=2, dropout=spec.get("dropout", 0.1))
+        model = minilm.build_minilm_classifier(backbone, num_classes=2, dropout=spec.get("dropout", 0.1))
         model.compile(
             optimizer=keras.optimizers.Adam(5e-5),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

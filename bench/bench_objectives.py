@@ -33,7 +33,10 @@ import keras  # noqa: E402
 import keras_hub  # noqa: E402
 from keras import ops  # noqa: E402
 
-from ptft_keras import config, data, families, objectives, pretraining  # noqa: E402
+from ptft_keras import config# noqa: E402
+from ptft_keras import data
+from ptft_keras.objectives import families
+from ptft_keras import objectives
 
 SIZE = dict(num_layers=2, hidden_dim=128, num_heads=4, intermediate_dim=512, embedding_dim=32,
             sequence_length=128, learning_rate=5e-4)
@@ -131,7 +134,7 @@ def bench_mlm(tokenizer, texts, warmup, rounds):
             max_sequence_length=SIZE["sequence_length"], dropout=0.0)
 
     config.set_seed(0)
-    ours = pretraining.MaskedLMPretrainer(backbone())
+    ours = objectives.MaskedLMPretrainer(backbone())
     ours.compile(optimizer=optimizer(), loss=our_loss(), weighted_metrics=[
         keras.metrics.SparseCategoricalAccuracy(name="masked_accuracy")])
     config.set_seed(0)

@@ -20,65 +20,10 @@ import math
 import keras
 import numpy as np
 import pandas as pd
-from keras import ops
 
 from ptft_keras import multitask
-from ptft_keras.data import DOMAINS
-
-
-# --- gradient reversal ---------------------------------------------------------------------------
-@ops.custom_gradient
-def _reverse_gradient(x, lambda_):
-    """Identity forward; backward, the incoming gradient times -lambda_ (no gradient to lambda_)."""
-
-    # Keras passes the upstream gradient positionally (TF, JAX) or as ``upstream`` (torch).
-    def grad(*args, upstream=None):
-        if upstream is None:
-            (upstream,) = args
-        return ops.negative(lambda_) * upstream, ops.zeros_like(lambda_)
-
-    return ops.copy(x), grad
-
-
-@keras.saving.register_keras_serializable(package="ptft_keras")
-class GradientReversal(keras.layers.Layer):
-    """Gradient reversal layer (Ganin & Lempitsky 2015): y = x, dL/dx = -lambda * dL/dy.
-
-    Input and output: any shape, e.g. pooled features (B, H). ``lambda_`` is a non-trainable
-    variable, so a callback (``DANNSchedule``) can change it during ``fit`` without re-tracing
-    the train function, and it is saved with the model's weights.
-    """
-
-    def __init__(self, lambda_=1.0, **kwargs):
-        super().__init__(**kwargs)
-        self.supports_masking = True
-        self._lambda = self.add_weight(
-            shape=(), initializer=keras.initializers.Constant(float(lambda_)),
-            trainable=False, name="lambda",
-        )
-        self.built = True  # the one weight above does not depend on the input shape
-
-    @property
-    def lambda_(self):
-        return float(ops.convert_to_numpy(self._lambda))
-
-    @lambda_.setter
-    def lambda_(self, value):
-        self._lambda.assign(float(value))
-
-    def call(self, inputs):
-        # Read the variable here and pass its value in: TF's custom_gradient refuses functions
-        # that read variables themselves unless their gradient handles those variables too.
-        lambda_ = ops.cast(self._lambda, inputs.dtype)
-        return _reverse_gradient(inputs, lambda_)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config["lambda_"] = self.lambda_
-        return config
+from ptft_keras.data.loaders import DOMAINS
+from ptft_keras.layers import GradientReversal
 
 
 def dann_lambda(progress, gamma=10.0, max_lambda=1.0):
@@ -317,7 +262,7 @@ def continue_pretraining(backbone, target_texts, encoder, steps=200, batch_size=
     ``run_eagerly=True`` skips tracing: quicker for a few steps of a tiny model.
     Returns (pretrainer, History).
     """
-    from ptft_keras.pretraining import MaskedLMPretrainer, MLMDataset, compile_mlm
+    from ptft_keras.objectives.mlm import MaskedLMPretrainer, MLMDataset, compile_mlm
 
     encoded = encoder(list(target_texts))
     token_ids = np.asarray(encoded["token_ids"] if isinstance(encoded, dict) else encoded)

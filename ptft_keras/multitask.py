@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
-from ptft_keras.backbones import sequence_output
-from ptft_keras.finetune import MaskedMeanPooling
+from ptft_keras.layers import MaskedMeanPooling
+from ptft_keras.models.classifier import sequence_output
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from ptft_keras.data import check_texts_labels
+from ptft_keras.data.validation import check_ids_fit, check_texts_labels  # noqa: F401 (re-export)
 
 # Order fixes the ids: [PAD] must be 0 (padding masks test ``id != 0``).
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -107,13 +107,3 @@ def encode(texts, tokenizer, sequence_length):
         ids.append(np.asarray(packer(tokenizer(texts[start : start + 4096]))))
     return np.concatenate(ids).astype("int32")
 
-
-def check_ids_fit(token_ids, vocabulary_size):
-    """Raise ValueError if any id is outside the model's embedding table (vocab/model mismatch)."""
-    top = int(np.max(token_ids))
-    if top >= vocabulary_size:
-        raise ValueError(
-            f"Token id {top} does not fit the model's embedding table of {vocabulary_size} rows: "
-            f"the vocabulary and the model do not match. Build the model with "
-            f"vocabulary_size=len(vocab), or encode with the vocabulary the model was trained on."
-        )

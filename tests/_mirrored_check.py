@@ -4,14 +4,13 @@ TensorFlow initialises, which pytest's process has long done. Prints one JSON li
 import json
 import sys
 
-from ptft_keras import distributed
+from ptft_keras import config, distributed, finetuning, models
 
 distributed.logical_cpus(2)  # first TF work of the process
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from ptft_keras import config  # noqa: E402
 
 config.set_seed(0)
 x, y = distributed.demo_data(n=512, features=20, classes=3, seed=0)
@@ -32,16 +31,15 @@ other_batch = distributed.train_once(tf.distribute.get_strategy(), distributed.d
                                      32, epochs, seed=0)
 
 # The library's fine-tuning helper, data-parallel over the two logical CPUs.
-from ptft_keras import backbones, finetune  # noqa: E402
 
 rng = np.random.default_rng(0)
 labels = rng.integers(0, 2, size=256).astype("int32")
 ids = (np.where(labels == 1, 30, 5)[:, None] + rng.integers(0, 25, size=(256, 12))).astype("int32")
 with mirrored_strategy.scope():
-    backbone = backbones.TransformerBackbone(60, 12, num_layers=1, hidden_dim=16, num_heads=2,
+    backbone = models.TransformerBackbone(60, 12, num_layers=1, hidden_dim=16, num_heads=2,
                                              intermediate_dim=32)
-    classifier = finetune.build_classifier(backbone, 2, pooling="mean")
-history, _ = finetune.finetune(classifier, (ids, labels), (ids[:64], labels[:64]),
+    classifier = models.build_classifier(backbone, 2, pooling="mean")
+result = finetuning.finetune(classifier, (ids, labels), (ids[:64], labels[:64]),
                                backbone=backbone, epochs=3, learning_rate=3e-3, batch_size=32,
                                distribute_strategy=mirrored_strategy)
 
@@ -62,7 +60,7 @@ print(json.dumps({
     "weight_diff_other_batch": distributed.max_weight_difference(single["weights"],
                                                                  other_batch["weights"]),
     "again_logical_cpus": distributed.logical_cpus(2),
-    "finetune_val_accuracy": history.history["val_accuracy"],
+    "finetune_val_accuracy": result.history["val_accuracy"],
     "finetune_variable_type": type(classifier.weights[0].value).__name__,
     "losses_single": single["losses"],
     "losses_mirrored": mirrored["losses"],

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ptft_keras import backbones, config, distributed, finetune, pretraining
+from ptft_keras import config, distributed, finetuning, models, objectives
 
 TOLERANCE = 1e-5  # float32 sums in another order; measured max |diff| ~1.5e-7 after 24 steps
 
@@ -93,7 +93,7 @@ def test_multi_worker_config_is_valid_tf_config_json():
 
 
 def _tiny_backbone():
-    return backbones.TransformerBackbone(60, 12, num_layers=1, hidden_dim=16, num_heads=2,
+    return models.TransformerBackbone(60, 12, num_layers=1, hidden_dim=16, num_heads=2,
                                          intermediate_dim=32)
 
 
@@ -105,33 +105,33 @@ def test_finetune_and_compile_mlm_check_the_model_was_made_in_scope():
     labels = rng.integers(0, 2, size=64).astype("int32")
     data = ((ids, labels), (ids[:16], labels[:16]))
 
-    outside = finetune.build_classifier(_tiny_backbone(), 2)
+    outside = models.build_classifier(_tiny_backbone(), 2)
     with pytest.raises(ValueError, match="not created inside this strategy's scope"):
-        finetune.finetune(outside, *data, epochs=1, distribute_strategy=strategy)
+        finetuning.finetune(outside, *data, epochs=1, distribute_strategy=strategy)
     backbone = _tiny_backbone()  # built before the scope, wrapped inside it
     with strategy.scope():
-        mixed = finetune.build_classifier(backbone, 2)
+        mixed = models.build_classifier(backbone, 2)
     with pytest.raises(ValueError, match="created outside the strategy's scope"):
-        finetune.finetune(mixed, *data, backbone=backbone, epochs=1,
+        finetuning.finetune(mixed, *data, backbone=backbone, epochs=1,
                           distribute_strategy=strategy)
 
     with strategy.scope():
         backbone = _tiny_backbone()
-        inside = finetune.build_classifier(backbone, 2)
-    history, _ = finetune.finetune(inside, *data, backbone=backbone, epochs=1,
+        inside = models.build_classifier(backbone, 2)
+    result = finetuning.finetune(inside, *data, backbone=backbone, epochs=1,
                                    distribute_strategy=strategy)
-    assert np.isfinite(history.history["loss"][0])
+    assert np.isfinite(result.history["loss"][0])
     assert isinstance(inside.weights[0].value, tf.distribute.DistributedValues)
     assert all(isinstance(v.value, tf.distribute.DistributedValues)
                for v in inside.optimizer.variables)
 
     with pytest.raises(ValueError, match="not created inside"):
-        pretraining.compile_mlm(pretraining.MaskedLMPretrainer(_tiny_backbone()),
+        objectives.compile_mlm(objectives.MaskedLMPretrainer(_tiny_backbone()),
                                 distribute_strategy=strategy)
     with strategy.scope():
-        mlm = pretraining.MaskedLMPretrainer(_tiny_backbone())
-    pretraining.compile_mlm(mlm, distribute_strategy=strategy)
-    dataset = pretraining.MLMDataset(ids, 60, batch_size=32, shuffle=False)
+        mlm = objectives.MaskedLMPretrainer(_tiny_backbone())
+    objectives.compile_mlm(mlm, distribute_strategy=strategy)
+    dataset = objectives.MLMDataset(ids, 60, batch_size=32, shuffle=False)
     loss = mlm.fit(dataset, epochs=1, verbose=0).history["loss"][0]
     assert np.isfinite(loss)
     assert all(isinstance(w.value, tf.distribute.DistributedValues) for w in mlm.weights)

@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from ptft_keras import domain as D
-from ptft_keras.backbones import TransformerBackbone
+from ptft_keras import domain as D, layers
+from ptft_keras.models import TransformerBackbone
 
 VOCAB, SEQ = 100, 8
 
 
 def tiny_backbone():
-    return TransformerBackbone(VOCAB, sequence_length=SEQ, num_layers=1, hidden_dim=16,
+    return TransformerBackbone(VOCAB, max_sequence_length=SEQ, num_layers=1, hidden_dim=16,
                                num_heads=2, intermediate_dim=32, dropout=0.0)
 
 
@@ -41,7 +41,7 @@ def test_gradient_reversal_is_identity_forward_and_scales_the_gradient_by_minus_
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(4, 5)).astype("float32"))
     upstream = tf.constant(rng.normal(size=(4, 5)).astype("float32"))
-    layer = D.GradientReversal(lambda_)
+    layer = layers.GradientReversal(lambda_)
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(x)
         y = layer(x)
@@ -59,7 +59,7 @@ def test_gradient_reversal_reverses_what_reaches_the_layers_below_and_lambda_is_
     inputs = keras.Input((3,))
     hidden = keras.layers.Dense(4, name="below")
     top = keras.layers.Dense(1, name="above")
-    grl = D.GradientReversal(1.0, name="grl")
+    grl = layers.GradientReversal(1.0, name="grl")
     with_grl = keras.Model(inputs, top(grl(hidden(inputs))))
     without = keras.Model(inputs, top(hidden(inputs)))
     x = np.random.default_rng(1).normal(size=(6, 3)).astype("float32")

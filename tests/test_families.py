@@ -7,7 +7,9 @@ import keras_hub
 import numpy as np
 import pytest
 
-from ptft_keras import config, data, families, finetune
+from ptft_keras import config, data
+from ptft_keras.objectives import families
+from ptft_keras import finetuning, models
 
 VOCABULARY = 600
 
@@ -113,8 +115,8 @@ def test_each_pretrained_family_fine_tunes_to_a_classifier(name, result_of):
     assert (x_train[mask_key].sum(1) > 6).all()  # six words + special tokens, rest padding
     before = [np.array(w) for w in family.backbone.get_weights()]
     config.set_seed(0)
-    model = finetune.build_classifier(family.backbone, 2, pooling="mean", dropout=0.0)
-    finetune.compile_classifier(model, learning_rate=3e-3)
+    model = models.build_classifier(family.backbone, 2, pooling="mean", dropout=0.0)
+    finetuning.compile_classifier(model, learning_rate=3e-3)
     start_loss = model.evaluate(x_test, y_test, verbose=0, return_dict=True)["loss"]
     model.fit(x_train, y_train, epochs=12, batch_size=32, verbose=0)
     metrics = model.evaluate(x_test, y_test, verbose=0, return_dict=True)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ptft_keras import finance
+from ptft_keras.data import finance
 
 
 def test_deterministic_and_seed_dependent():

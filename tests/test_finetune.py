@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ptft_keras import backbones, baseline, config, finetune, pretraining, strategies
+from ptft_keras import config, finetuning, models, objectives, optimizers
 
 V, S = 60, 12
 
@@ -24,15 +24,15 @@ def toy_ids(n=64, seed=0):
 
 
 def tiny_transformer():
-    return backbones.TransformerBackbone(V, S, num_layers=2, hidden_dim=16, num_heads=2,
+    return models.TransformerBackbone(V, S, num_layers=2, hidden_dim=16, num_heads=2,
                                          intermediate_dim=32)
 
 
 def test_warmup_linear_decay_shape():
-    sched = finetune.WarmupLinearDecay(1e-3, warmup_steps=10, total_steps=110)
+    sched = optimizers.WarmupLinearDecay(1e-3, warmup_steps=10, total_steps=110)
     lr = [float(sched(step)) for step in (0, 5, 10, 60, 110, 200)]
     assert np.allclose(lr, [0, 5e-4, 1e-3, 5e-4, 0, 0], atol=1e-9)
-    again = finetune.WarmupLinearDecay.from_config(sched.get_config())
+    again = optimizers.WarmupLinearDecay.from_config(sched.get_config())
     assert float(again(37)) == float(sched(37))
 
 
@@ -40,14 +40,14 @@ def test_finetune_learns_and_restores_best_weights():
     config.set_seed(0)
     ids, y = toy_ids(256)
     backbone = tiny_transformer()
-    model = finetune.build_classifier(backbone, 2, pooling="mean")
-    history, seconds = finetune.finetune(model, (ids, y), (ids[:64], y[:64]), backbone=backbone,
+    model = models.build_classifier(backbone, 2, pooling="mean")
+    result = finetuning.finetune(model, (ids, y), (ids[:64], y[:64]), backbone=backbone,
                                          epochs=6, learning_rate=3e-3, patience=2)
-    assert seconds > 0
-    best = min(history.history["val_loss"])
+    assert result.seconds > 0
+    best = min(result.history["val_loss"])
     loss = model.evaluate({"token_ids": ids[:64]}, y[:64], verbose=0)[0]
     assert np.isclose(loss, best, rtol=1e-4)  # early stopping restored the best epoch
-    assert max(history.history["val_accuracy"]) > 0.8
+    assert max(result.history["val_accuracy"]) > 0.8
 
 
 @pytest.mark.parametrize(
@@ -62,55 +62,55 @@ def test_finetune_learns_and_restores_best_weights():
 def test_bad_labels_are_refused_before_training(labels, message):
     ids, _ = toy_ids(4)
     backbone = tiny_transformer()
-    model = finetune.build_classifier(backbone, 2)
+    model = models.build_classifier(backbone, 2)
     before = [w.numpy().copy() for w in model.weights]
     with pytest.raises(ValueError, match=message):
-        finetune.finetune(model, (ids[: len(labels)], labels), (ids, np.zeros(4, "int32")))
+        finetuning.finetune(model, (ids[: len(labels)], labels), (ids, np.zeros(4, "int32")))
     assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, model.weights))
 
 
 def test_length_mismatch_and_vocab_mismatch():
     ids, y = toy_ids(8)
     backbone = tiny_transformer()
-    model = finetune.build_classifier(backbone, 2)
+    model = models.build_classifier(backbone, 2)
     with pytest.raises(ValueError, match="8 texts but 5 labels"):
-        finetune.finetune(model, (ids, y[:5]), (ids, y), backbone=backbone)
+        finetuning.finetune(model, (ids, y[:5]), (ids, y), backbone=backbone)
     too_big = ids.copy()
     too_big[0, 1] = V + 10
     with pytest.raises(ValueError, match="do not match"):
-        finetune.finetune(model, (too_big, y), (ids, y), backbone=backbone)
+        finetuning.finetune(model, (too_big, y), (ids, y), backbone=backbone)
 
 
 def test_strategies_set_trainable_counts():
     backbone = tiny_transformer()
-    model = finetune.build_classifier(backbone, 2)
+    model = models.build_classifier(backbone, 2)
     head = 16 * 2 + 2
-    strategies.apply_strategy(backbone, "head")
-    assert strategies.count_params(model)[0] == head
-    strategies.apply_strategy(backbone, "full")
-    trainable, total = strategies.count_params(model)
+    finetuning.apply_strategy(backbone, "head")
+    assert finetuning.count_params(model)[0] == head
+    finetuning.apply_strategy(backbone, "full")
+    trainable, total = finetuning.count_params(model)
     assert trainable == total
-    strategies.apply_strategy(backbone, "freeze_bottom", k=1)
-    block = sum(int(np.prod(w.shape)) for w in backbone.blocks[1].weights)
-    assert strategies.count_params(model)[0] == head + block
+    finetuning.apply_strategy(backbone, "freeze_bottom", k=1)
+    block = sum(int(np.prod(w.shape)) for w in backbone.transformer_layers[1].weights)
+    assert finetuning.count_params(model)[0] == head + block
     with pytest.raises(ValueError, match="between 0 and 2"):
-        strategies.apply_strategy(backbone, "freeze_bottom", k=5)
+        finetuning.apply_strategy(backbone, "freeze_bottom", k=5)
 
 
 def test_models_reload_in_a_fresh_process_with_identical_predictions(tmp_path):
     config.set_seed(0)
     ids, y = toy_ids(16)
     backbone = tiny_transformer()
-    clf = finetune.build_classifier(backbone, 2, pooling="mean")
+    clf = models.build_classifier(backbone, 2, pooling="mean")
     clf.save(tmp_path / "clf.keras")
-    lstm = finetune.build_classifier(backbones.LSTMBackbone(V, 8, 8), 3)
+    lstm = models.build_classifier(models.LSTMBackbone(V, 8, 8), 3)
     lstm.save(tmp_path / "lstm.keras")
-    mlm = pretraining.MaskedLMPretrainer(tiny_transformer())
-    batch = pretraining.MLMDataset(ids, V, batch_size=16, shuffle=False)[0][0]
+    mlm = objectives.MaskedLMPretrainer(tiny_transformer())
+    batch = objectives.MLMDataset(ids, V, batch_size=16, shuffle=False)[0][0]
     mlm_out = mlm.predict(batch, verbose=0)
     mlm.save(tmp_path / "mlm.keras")
     texts = ["good film", "bad film", "很好", "很差"] * 4
-    text_model = baseline.build_lstm_classifier(texts, sequence_length=8, split="character")
+    text_model = models.build_lstm_classifier(texts, sequence_length=8, split="character")
     text_model.save(tmp_path / "text.keras")
     np.savez(
         tmp_path / "expected.npz", ids=ids, clf=clf.predict({"token_ids": ids}, verbose=0),

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import keras
 
-from ptft_keras import multimodal as M
+from ptft_keras.models import clip
 
 
 def unit_rows(n, d, seed):
@@ -22,7 +22,7 @@ def numpy_cross_entropy(logits, targets):
 
 
 def loss(a, b, temperature, labels=None):
-    return float(keras.ops.convert_to_numpy(M.clip_loss(a, b, temperature, labels)))
+    return float(keras.ops.convert_to_numpy(clip.clip_loss(a, b, temperature, labels)))
 
 
 # --- loss ----------------------------------------------------------------------------------------
@@ -73,19 +73,19 @@ def test_same_class_targets_match_a_hand_computation_and_reduce_to_clip_for_dist
 
 def test_clip_loss_rejects_unequal_batch_sizes():
     with pytest.raises(ValueError, match="5 image and 4 text"):
-        M.clip_loss(unit_rows(5, 3, 0), unit_rows(4, 3, 1), 0.1)
+        clip.clip_loss(unit_rows(5, 3, 0), unit_rows(4, 3, 1), 0.1)
 
 
 # --- captions and tokenizer ----------------------------------------------------------------------
 def test_captions_are_seeded_name_the_right_digit_and_mix_words_and_numerals():
     labels = np.arange(10).repeat(20)
-    captions = M.digit_captions(labels, seed=3)
-    assert captions == M.digit_captions(labels, seed=3)
-    assert captions != M.digit_captions(labels, seed=4)
-    tokenizer = M.CaptionTokenizer.from_templates()
+    captions = clip.digit_captions(labels, seed=3)
+    assert captions == clip.digit_captions(labels, seed=3)
+    assert captions != clip.digit_captions(labels, seed=4)
+    tokenizer = clip.CaptionTokenizer.from_templates()
     for label, caption in zip(labels, captions):
         words = set(tokenizer.split(caption))
-        named = {k for k in range(10) if {M.DIGIT_WORDS[k], str(k)} & words}
+        named = {k for k in range(10) if {clip.DIGIT_WORDS[k], str(k)} & words}
         assert named == {label}, caption
     numerals = sum(any(w.isdigit() for w in c.split()) for c in captions)
     assert 0.2 * len(captions) < numerals < 0.8 * len(captions)
@@ -95,19 +95,19 @@ def test_captions_are_seeded_name_the_right_digit_and_mix_words_and_numerals():
 
 
 def test_zero_shot_templates_are_held_out_of_training():
-    assert not set(M.ZERO_SHOT_TEMPLATES) & set(M.CAPTION_TEMPLATES)
-    train = {M.fill_template(t, k) for t in M.CAPTION_TEMPLATES for k in range(10)}
-    prompts = {p for per_class in M.digit_prompts() for p in per_class}
+    assert not set(clip.ZERO_SHOT_TEMPLATES) & set(clip.CAPTION_TEMPLATES)
+    train = {clip.fill_template(t, k) for t in clip.CAPTION_TEMPLATES for k in range(10)}
+    prompts = {p for per_class in clip.digit_prompts() for p in per_class}
     assert not prompts & train
 
 
 def test_tokenizer_pads_maps_unknown_words_and_covers_the_caption_vocabulary():
-    tokenizer = M.CaptionTokenizer.from_templates(length=6)
+    tokenizer = clip.CaptionTokenizer.from_templates(length=6)
     ids = tokenizer(["The digit 7", "a photo of a seven"])
     assert ids.shape == (2, 6) and ids.dtype == np.int32
     assert tokenizer.vocabulary[ids[0, 2]] == "7" and list(ids[0, 3:]) == [0, 0, 0]
     assert ids[1, 1] == 1  # "photo" is in no training template: [UNK]
-    all_captions = [M.fill_template(t, k) for t in M.CAPTION_TEMPLATES for k in range(10)]
+    all_captions = [clip.fill_template(t, k) for t in clip.CAPTION_TEMPLATES for k in range(10)]
     assert (tokenizer(all_captions) != 1).all()
     with pytest.raises(ValueError, match="list of texts"):
         tokenizer("a seven")
@@ -116,8 +116,8 @@ def test_tokenizer_pads_maps_unknown_words_and_covers_the_caption_vocabulary():
 # --- model ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def trained():
-    train, test = M.digit_split(test_size=0.25, seed=0)
-    model, tokenizer, history = M.train_clip(*train, epochs=4, batch_size=64, seed=0)
+    train, test = clip.digit_split(test_size=0.25, seed=0)
+    model, tokenizer, history = clip.train_clip(*train, epochs=4, batch_size=64, seed=0)
     return model, tokenizer, history, train, test
 
 
@@ -125,7 +125,7 @@ def test_brief_training_lowers_the_loss_and_zero_shot_beats_chance_by_far(traine
     model, tokenizer, history, train, (x_te, y_te) = trained
     losses = history.history["loss"]
     assert losses[-1] < losses[0] - 0.5
-    predictions = M.zero_shot_classify(model, tokenizer, x_te)  # held-out templates
+    predictions = clip.zero_shot_classify(model, tokenizer, x_te)  # held-out templates
     accuracy = np.mean(predictions == y_te)
     assert accuracy > 0.5, accuracy  # chance is 0.10
     assert len(set(predictions)) == 10  # not one class for everything
@@ -133,8 +133,8 @@ def test_brief_training_lowers_the_loss_and_zero_shot_beats_chance_by_far(traine
 
 def test_untrained_model_is_near_chance(trained):
     _, tokenizer, _, _, (x_te, y_te) = trained
-    untrained = M.build_clip(tokenizer.vocabulary_size, seed=1)
-    accuracy = np.mean(M.zero_shot_classify(untrained, tokenizer, x_te) == y_te)
+    untrained = clip.build_clip(tokenizer.vocabulary_size, seed=1)
+    accuracy = np.mean(clip.zero_shot_classify(untrained, tokenizer, x_te) == y_te)
     assert accuracy < 0.3, accuracy  # so the trained model's score comes from training
 
 
@@ -145,13 +145,13 @@ def test_linear_probe_matches_sklearn_on_pixels_and_embeddings_are_unit_length(t
     reference = LogisticRegression(max_iter=2000, random_state=0).fit(x_tr.reshape(len(x_tr), -1),
                                                                       y_tr)
     expected = reference.score(x_te.reshape(len(x_te), -1), y_te)
-    assert M.linear_probe(x_tr, y_tr, x_te, y_te) == pytest.approx(expected)
-    emb = M.embed_images(model, x_te[:20])
+    assert clip.linear_probe(x_tr, y_tr, x_te, y_te) == pytest.approx(expected)
+    emb = clip.embed_images(model, x_te[:20])
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
 
 
 def test_temperature_is_learnable_and_clipped_like_clip():
-    model = M.build_clip(20, seed=0)
+    model = clip.build_clip(20, seed=0)
     assert float(model.temperature) == pytest.approx(0.07, rel=1e-5)
     assert model.log_logit_scale in model.trainable_weights
     model.log_logit_scale.assign(10.0)  # scale e^10 would be > 100: clipped to 100
@@ -160,11 +160,11 @@ def test_temperature_is_learnable_and_clipped_like_clip():
 
 def test_save_and_load_give_identical_outputs(trained, tmp_path):
     model, tokenizer, _, _, (x_te, _) = trained
-    inputs = {"images": x_te[:16], "token_ids": tokenizer(M.digit_captions(np.arange(16) % 10))}
+    inputs = {"images": x_te[:16], "token_ids": tokenizer(clip.digit_captions(np.arange(16) % 10))}
     path = tmp_path / "clip.keras"
     model.save(path)
     loaded = keras.models.load_model(path)
-    assert isinstance(loaded, M.DigitCLIP)
+    assert isinstance(loaded, clip.DigitCLIP)
     before, after = model(inputs), loaded(inputs)
     for key in ("image_embeddings", "text_embeddings"):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(before[key]),
@@ -173,15 +173,15 @@ def test_save_and_load_give_identical_outputs(trained, tmp_path):
 
 
 def test_soft_target_model_trains_with_labels_and_keeps_its_setting_through_config():
-    train, _ = M.digit_split(seed=1)
-    model, _, history = M.train_clip(train[0][:256], train[1][:256], epochs=1, seed=0,
+    train, _ = clip.digit_split(seed=1)
+    model, _, history = clip.train_clip(train[0][:256], train[1][:256], epochs=1, seed=0,
                                      same_class_targets=True)
     assert np.isfinite(history.history["loss"]).all()
-    assert M.DigitCLIP.from_config(model.get_config()).same_class_targets
+    assert clip.DigitCLIP.from_config(model.get_config()).same_class_targets
 
 
 def test_bad_inputs_raise_clear_errors():
-    model = M.build_clip(20, seed=0)
+    model = clip.build_clip(20, seed=0)
     images = np.zeros((4, 8, 8, 1), "float32")
     with pytest.raises(ValueError, match=r"images\[\.\.\., None\]"):
         model({"images": images[..., 0], "token_ids": np.ones((4, 3), "int32")})
@@ -191,9 +191,9 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="4 images but 3"):
         model({"images": images, "token_ids": np.ones((3, 3), "int32")})
     with pytest.raises(ValueError, match="4 images but 5"):
-        M.CaptionedDigits(images, np.zeros(5, "int32"), M.CaptionTokenizer.from_templates())
+        clip.CaptionedDigits(images, np.zeros(5, "int32"), clip.CaptionTokenizer.from_templates())
     with pytest.raises(ValueError, match="one non-empty list"):
-        M.zero_shot_classify(model, M.CaptionTokenizer.from_templates(), images,
+        clip.zero_shot_classify(model, clip.CaptionTokenizer.from_templates(), images,
                              ["a seven", "a two"])
     with pytest.raises(ValueError, match="0..9"):
-        M.digit_captions([3, 12])
+        clip.digit_captions([3, 12])

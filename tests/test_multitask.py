@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from ptft_keras import multitask as M
-from ptft_keras.backbones import TransformerBackbone
+from ptft_keras.models import TransformerBackbone
 
 VOCAB, SEQ = 100, 8
 TASKS = {
@@ -25,7 +25,7 @@ TASKS = {
 
 
 def tiny_backbone():
-    return TransformerBackbone(VOCAB, sequence_length=SEQ, num_layers=1, hidden_dim=16,
+    return TransformerBackbone(VOCAB, max_sequence_length=SEQ, num_layers=1, hidden_dim=16,
                                num_heads=2, intermediate_dim=32, dropout=0.0)
 
 

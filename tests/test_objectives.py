@@ -7,7 +7,7 @@ import keras_hub
 import numpy as np
 import pytest
 
-from ptft_keras import config, objectives as O
+from ptft_keras import config, data, objectives
 
 
 # --- T5 span corruption ---------------------------------------------------------------------------
@@ -15,17 +15,17 @@ def test_apply_span_mask_by_hand():
     tokens = np.arange(10, 20)  # 10 11 12 13 14 15 16 17 18 19
     mask = np.zeros(10, bool)
     mask[[2, 3, 7]] = True  # two spans: (12 13) and (17)
-    inputs, targets = O.apply_span_mask(tokens, mask, sentinel_ids=[100, 101], eos_id=1)
+    inputs, targets = objectives.apply_span_mask(tokens, mask, sentinel_ids=[100, 101], eos_id=1)
     assert inputs.tolist() == [10, 11, 100, 14, 15, 16, 101, 18, 19, 1]
     assert targets.tolist() == [100, 12, 13, 101, 17, 1]
 
 
 def test_span_counts_follow_the_t5_paper():
     # noise = round(L * 0.15), spans = round(noise / 3); at least one of each.
-    assert O.span_counts(40) == (6, 2)
-    assert O.span_counts(64) == (10, 3)  # 9.6 -> 10, 3.33 -> 3
-    assert O.span_counts(20) == (3, 1)
-    assert O.span_counts(3) == (1, 1)  # 0.45 rounds to 0: clipped up to one noise token
+    assert objectives.span_counts(40) == (6, 2)
+    assert objectives.span_counts(64) == (10, 3)  # 9.6 -> 10, 3.33 -> 3
+    assert objectives.span_counts(20) == (3, 1)
+    assert objectives.span_counts(3) == (1, 1)  # 0.45 rounds to 0: clipped up to one noise token
 
 
 def test_span_corruption_for_a_known_seed_checked_by_hand():
@@ -33,15 +33,15 @@ def test_span_corruption_for_a_known_seed_checked_by_hand():
     # segmentations are noise [5, 1] and kept [22, 12]; the sequence alternates kept/noise
     # starting with kept: positions 0-21 kept, 22-26 noise, 27-38 kept, 39 noise.
     tokens = np.arange(100, 140)
-    mask = O.random_spans_noise_mask(40, np.random.default_rng(0))
+    mask = objectives.random_spans_noise_mask(40, np.random.default_rng(0))
     assert np.flatnonzero(mask).tolist() == [22, 23, 24, 25, 26, 39]
-    inputs, targets = O.span_corruption(tokens, [900, 901, 902], seed=0, eos_id=1)
+    inputs, targets = objectives.span_corruption(tokens, [900, 901, 902], seed=0, eos_id=1)
     assert inputs.tolist() == list(range(100, 122)) + [900] + list(range(127, 139)) + [901, 1]
     assert targets.tolist() == [900, 122, 123, 124, 125, 126, 901, 139, 1]
     # Same seed, same corruption; another seed, other spans.
-    again = O.span_corruption(tokens, [900, 901, 902], seed=0, eos_id=1)
+    again = objectives.span_corruption(tokens, [900, 901, 902], seed=0, eos_id=1)
     assert np.array_equal(again[0], inputs) and np.array_equal(again[1], targets)
-    other = O.span_corruption(tokens, [900, 901, 902], seed=1, eos_id=1)
+    other = objectives.span_corruption(tokens, [900, 901, 902], seed=1, eos_id=1)
     assert not np.array_equal(other[0], inputs)
 
 
@@ -50,13 +50,13 @@ def test_span_corruption_properties_over_many_seeds():
     sentinels = list(range(10, 20))
     lengths = []
     for seed in range(200):
-        mask = O.random_spans_noise_mask(64, np.random.default_rng(seed))
+        mask = objectives.random_spans_noise_mask(64, np.random.default_rng(seed))
         assert mask.sum() == 10 and not mask[0]  # the sequence starts with kept tokens
         starts = np.flatnonzero(mask & ~np.concatenate([[False], mask[:-1]]))
         assert len(starts) == 3
         edges = np.flatnonzero(np.diff(np.concatenate([[0], mask, [0]])))  # span starts, ends
         lengths.extend(edges[1::2] - edges[::2])
-        inputs, targets = O.span_corruption(tokens, sentinels, seed=seed)
+        inputs, targets = objectives.span_corruption(tokens, sentinels, seed=seed)
         assert len(inputs) == 64 - 10 + 3 and len(targets) == 10 + 3
         # Undo the corruption: every sentinel in the input is replaced by its span.
         spans, current = {}, None
@@ -73,7 +73,7 @@ def test_span_corruption_properties_over_many_seeds():
 
 def test_span_corruption_arrays_shift_decoder_inputs():
     blocks = np.arange(5, 5 + 3 * 20).reshape(3, 20)
-    x, y, w = O.span_corruption_arrays(blocks, np.random.default_rng(0), [1000, 1001], eos_id=1,
+    x, y, w = objectives.span_corruption_arrays(blocks, np.random.default_rng(0), [1000, 1001], eos_id=1,
                                        pad_id=0)
     assert x["encoder_token_ids"].shape == (3, 20 - 3 + 1 + 1)
     assert y.shape == (3, 3 + 1 + 1) and w.shape == y.shape
@@ -86,7 +86,7 @@ def test_span_corruption_arrays_shift_decoder_inputs():
 def test_permutation_masks_properties():
     real = np.array([1, 1, 1, 1, 1, 1, 1, 0, 0], bool)
     for seed in range(20):
-        m = O.permutation_masks(real, np.random.default_rng(seed), num_predict=3)
+        m = objectives.permutation_masks(real, np.random.default_rng(seed), num_predict=3)
         rank, content, query = m["rank"], m["content_mask"], m["query_mask"]
         assert sorted(m["order"].tolist()) == list(range(7))  # a permutation of real tokens
         for i in range(7):
@@ -107,7 +107,7 @@ def test_permutation_lm_arrays_target_mapping_matches_masks():
     ids = np.arange(10, 10 + 2 * 8).reshape(2, 8).astype("int32")
     padding = np.ones((2, 8), bool)
     padding[1, 3:] = False  # three real tokens: only two can be predicted
-    x, y, w = O.permutation_lm_arrays(ids, padding, np.random.default_rng(0), num_predict=3)
+    x, y, w = objectives.permutation_lm_arrays(ids, padding, np.random.default_rng(0), num_predict=3)
     assert x["target_mapping"].shape == (2, 3, 8)
     assert w.tolist() == [[1, 1, 1], [1, 1, 0]]
     for row in range(2):
@@ -132,15 +132,15 @@ def _tiny_xlnet(vocabulary_size=40):
         vocabulary_size=vocabulary_size, num_layers=2, num_heads=2, hidden_dim=16,
         intermediate_dim=32,
     )
-    return O.PermutationLMPretrainer(backbone)
+    return objectives.PermutationLMPretrainer(backbone)
 
 
 def test_two_stream_attention_hides_the_target_and_later_tokens():
     config.set_seed(0)
     model = _tiny_xlnet()
     ids = np.array([[7, 8, 9, 10, 11, 12, 13, 14]], "int32")
-    x, _, _ = O.permutation_lm_arrays(ids, ids > 0, np.random.default_rng(3), num_predict=3)
-    order = O.permutation_masks(ids[0] > 0, np.random.default_rng(3), 3)["order"].tolist()
+    x, _, _ = objectives.permutation_lm_arrays(ids, ids > 0, np.random.default_rng(3), num_predict=3)
+    order = objectives.permutation_masks(ids[0] > 0, np.random.default_rng(3), 3)["order"].tolist()
     base = np.asarray(model(x))
     # Change one token at a time; a prediction may change only if that token is earlier in the
     # factorization order than the predicted position.
@@ -161,7 +161,7 @@ def test_permutation_lm_batch_rows_are_independent():
     config.set_seed(0)
     model = _tiny_xlnet()
     ids = np.random.default_rng(0).integers(5, 40, (3, 8)).astype("int32")
-    x, _, _ = O.permutation_lm_arrays(ids, ids > 0, np.random.default_rng(0), num_predict=2)
+    x, _, _ = objectives.permutation_lm_arrays(ids, ids > 0, np.random.default_rng(0), num_predict=2)
     together = np.asarray(model(x))
     for row in range(3):
         alone = np.asarray(model({k: v[row : row + 1] for k, v in x.items()}))
@@ -170,13 +170,13 @@ def test_permutation_lm_batch_rows_are_independent():
 
 def test_xlnet_permutation_lm_trains_and_reloads(tmp_path):
     config.set_seed(0)
-    model = O.compile_lm(_tiny_xlnet(), 5e-3)
+    model = objectives.compile_lm(_tiny_xlnet(), 5e-3)
     rng = np.random.default_rng(0)
     # Each row repeats one token: any visible context token gives the target away, so the loss
     # falls fast if (and only if) the query stream reads the content stream.
     ids = np.repeat(rng.integers(5, 40, (64, 1)), 12, axis=1).astype("int32")
-    data = O.EpochDataset(lambda r: O.permutation_lm_arrays(ids, ids > 0, r, 3), batch_size=16)
-    fixed = O.EpochDataset(lambda r: O.permutation_lm_arrays(ids, ids > 0, r, 3), 16,
+    data = data.EpochDataset(lambda r: objectives.permutation_lm_arrays(ids, ids > 0, r, 3), batch_size=16)
+    fixed = data.EpochDataset(lambda r: objectives.permutation_lm_arrays(ids, ids > 0, r, 3), 16,
                            dynamic=False, seed=1)
     before = model.evaluate(fixed, verbose=0)[0]
     model.fit(data, epochs=6, verbose=0)
@@ -200,7 +200,7 @@ def _documents(num_docs=40, seed=0):
 
 def test_nsp_pairs_are_half_true_and_true_pairs_are_consecutive():
     docs = _documents()
-    pairs = O.sample_nsp_pairs(docs, np.random.default_rng(0))
+    pairs = objectives.sample_nsp_pairs(docs, np.random.default_rng(0))
     expected = sum(len(doc) - 1 for doc in docs)
     assert len(pairs) == expected  # one pair per sentence that has a successor
     labels = np.array([label for _, _, label in pairs])
@@ -212,13 +212,13 @@ def test_nsp_pairs_are_half_true_and_true_pairs_are_consecutive():
         else:
             assert d2 != d  # a random sentence from another document
     # Over many draws the true-next rate converges to 1/2.
-    many = [p[2] for s in range(20) for p in O.sample_nsp_pairs(docs, np.random.default_rng(s))]
+    many = [p[2] for s in range(20) for p in objectives.sample_nsp_pairs(docs, np.random.default_rng(s))]
     assert abs(np.mean(many) - 0.5) < 0.03
 
 
 def test_sop_swapped_pairs_are_exact_swaps():
     docs = _documents()
-    pairs = O.sample_sop_pairs(docs, np.random.default_rng(0))
+    pairs = objectives.sample_sop_pairs(docs, np.random.default_rng(0))
     labels = np.array([label for _, _, label in pairs])
     assert abs(labels.mean() - 0.5) < 0.1
     for (d, i), (d2, j), label in pairs:
@@ -231,12 +231,12 @@ def test_sop_swapped_pairs_are_exact_swaps():
 
 
 def test_split_sentences():
-    assert O.split_sentences("Call me Ishmael. Some years ago! Why? 你好。再见！") == [
+    assert objectives.split_sentences("Call me Ishmael. Some years ago! Why? 你好。再见！") == [
         "Call me Ishmael.", "Some years ago!", "Why?", "你好。", "再见！"]
 
 
 def test_pack_sentence_pairs_by_hand():
-    ids, segments, padding = O.pack_sentence_pairs([[10, 11], [10, 11, 12, 13, 14]],
+    ids, segments, padding = objectives.pack_sentence_pairs([[10, 11], [10, 11, 12, 13, 14]],
                                                    [[20], [20, 21, 22]], 8, cls_id=2, sep_id=3,
                                                    pad_id=0)
     assert ids.tolist() == [[2, 10, 11, 3, 20, 3, 0, 0], [2, 10, 11, 12, 3, 20, 21, 3]]
@@ -257,7 +257,7 @@ def _id_documents(num_docs=60, seed=0):
 def test_sentence_pair_arrays_and_joint_mlm_nsp_model(tmp_path):
     config.set_seed(0)
     docs = _id_documents()
-    x, y, w = O.sentence_pair_arrays(docs, np.random.default_rng(0), "nsp", 16, 60, cls_id=2,
+    x, y, w = objectives.sentence_pair_arrays(docs, np.random.default_rng(0), "nsp", 16, 60, cls_id=2,
                                      sep_id=3, pad_id=0, mask_id=4)
     assert set(x) == {"token_ids", "segment_ids", "padding_mask", "mask_positions"}
     assert set(y) == {"mlm", "nsp"} and y["nsp"].shape == (len(x["token_ids"]),)
@@ -268,10 +268,10 @@ def test_sentence_pair_arrays_and_joint_mlm_nsp_model(tmp_path):
     backbone = keras_hub.models.BertBackbone(vocabulary_size=60, num_layers=1, num_heads=2,
                                              hidden_dim=32, intermediate_dim=64,
                                              max_sequence_length=16, dropout=0.0)
-    model = O.compile_sentence_pair(O.SentencePairPretrainer(backbone, "nsp", dropout=0.0), 5e-3)
-    make = lambda r: O.sentence_pair_arrays(docs, r, "nsp", 16, 60, 2, 3, 0, 4)  # noqa: E731
-    data = O.EpochDataset(make, batch_size=32)
-    fixed = O.EpochDataset(make, batch_size=32, dynamic=False, seed=1)
+    model = objectives.compile_sentence_pair(objectives.SentencePairPretrainer(backbone, "nsp", dropout=0.0), 5e-3)
+    make = lambda r: objectives.sentence_pair_arrays(docs, r, "nsp", 16, 60, 2, 3, 0, 4)  # noqa: E731
+    data = data.EpochDataset(make, batch_size=32)
+    fixed = data.EpochDataset(make, batch_size=32, dynamic=False, seed=1)
     before = model.evaluate(fixed, verbose=0, return_dict=True)
     model.fit(data, epochs=8, verbose=0)
     after = model.evaluate(fixed, verbose=0, return_dict=True)
@@ -291,9 +291,9 @@ def test_sentence_pair_arrays_and_joint_mlm_nsp_model(tmp_path):
 
 # --- causal language modelling --------------------------------------------------------------------
 def test_chunk_token_stream_and_causal_shift():
-    blocks = O.chunk_token_stream([[5, 6, 7], [8, 9]], block_length=3, separator_id=0)
+    blocks = objectives.chunk_token_stream([[5, 6, 7], [8, 9]], block_length=3, separator_id=0)
     assert blocks.tolist() == [[5, 6, 7], [0, 8, 9]]  # the final lone separator is dropped
-    x, y, w = O.causal_lm_arrays(blocks)
+    x, y, w = objectives.causal_lm_arrays(blocks)
     assert x["token_ids"].tolist() == [[5, 6], [0, 8]]
     assert y.tolist() == [[6, 7], [8, 9]] and w.sum() == 4
 
@@ -305,18 +305,18 @@ def counting_lm():
     backbone = keras_hub.models.GPT2Backbone(vocabulary_size=50, num_layers=1, num_heads=2,
                                              hidden_dim=32, intermediate_dim=64,
                                              max_sequence_length=16, dropout=0.0)
-    model = O.compile_lm(O.CausalLMPretrainer(backbone), 1e-2)
+    model = objectives.compile_lm(objectives.CausalLMPretrainer(backbone), 1e-2)
     starts = np.random.default_rng(0).integers(5, 30, (256, 1))
     blocks = (starts + np.arange(13)[None, :]).astype("int32")
-    data = O.EpochDataset(lambda r: O.causal_lm_arrays(blocks), batch_size=32, dynamic=False)
-    before = O.perplexity(model, data)
+    data = data.EpochDataset(lambda r: objectives.causal_lm_arrays(blocks), batch_size=32, dynamic=False)
+    before = objectives.perplexity(model, data)
     model.fit(data, epochs=10, verbose=0)
     return model, data, before
 
 
 def test_causal_lm_learns_and_perplexity_is_exp_token_loss(counting_lm):
     model, data, before = counting_lm
-    after = O.perplexity(model, data)
+    after = objectives.perplexity(model, data)
     assert 25 < before < 120  # untrained: about the vocabulary size (50)
     assert after < 2.0
     loss = model.evaluate(data, verbose=0)[0]  # equal-size batches: the mean of batch means
@@ -326,29 +326,29 @@ def test_causal_lm_learns_and_perplexity_is_exp_token_loss(counting_lm):
 def test_generation_strategies(counting_lm):
     model = counting_lm[0]
     prompts = [[10, 11, 12], [20, 21]]  # different lengths: the shorter one is not overwritten
-    greedy = O.generate(model, prompts, max_length=8)
+    greedy = objectives.generate(model, prompts, max_length=8)
     assert greedy[0].tolist() == list(range(10, 18))
     assert greedy[1].tolist() == list(range(20, 28))
     # top-k with k=1 and top-p with a tiny p both reduce to greedy decoding.
-    assert np.array_equal(O.generate(model, prompts, 8, O.make_sampler("top_k", k=1)), greedy)
-    assert np.array_equal(O.generate(model, prompts, 8, O.make_sampler("top_p", p=1e-6)), greedy)
+    assert np.array_equal(objectives.generate(model, prompts, 8, objectives.make_sampler("top_k", k=1)), greedy)
+    assert np.array_equal(objectives.generate(model, prompts, 8, objectives.make_sampler("top_p", p=1e-6)), greedy)
     # Sampling at a high temperature: valid ids, prompts kept, reproducible with a seed.
-    hot = O.generate(model, prompts, 8, O.make_sampler("temperature", temperature=5.0, seed=1))
+    hot = objectives.generate(model, prompts, 8, objectives.make_sampler("temperature", temperature=5.0, seed=1))
     assert hot[0, :3].tolist() == [10, 11, 12] and hot[1, :2].tolist() == [20, 21]
     assert ((hot >= 0) & (hot < 50)).all()
     assert not np.array_equal(hot, greedy)
     with pytest.raises(ValueError):
-        O.make_sampler("beam")
+        objectives.make_sampler("beam")
 
 
 # --- feeding -------------------------------------------------------------------------------------
 def test_epoch_dataset_static_repeats_dynamic_changes():
     make = lambda r: ({"a": r.integers(0, 1000, (10, 3))}, np.zeros(10), np.ones(10))  # noqa: E731
-    static, dynamic = O.EpochDataset(make, 4, dynamic=False), O.EpochDataset(make, 4)
+    static, dynamic = data.EpochDataset(make, 4, dynamic=False), data.EpochDataset(make, 4)
     assert len(static) == 3 and static[2][0]["a"].shape == (2, 3)
     s0, d0 = static[0][0]["a"].copy(), dynamic[0][0]["a"].copy()
     static.on_epoch_end()
     dynamic.on_epoch_end()
     assert np.array_equal(static[0][0]["a"], s0)
     assert not np.array_equal(dynamic[0][0]["a"], d0)
-    assert np.array_equal(O.EpochDataset(make, 4)[0][0]["a"], d0)  # same seed, same epoch 0
+    assert np.array_equal(data.EpochDataset(make, 4)[0][0]["a"], d0)  # same seed, same epoch 0

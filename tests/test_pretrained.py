@@ -25,7 +25,9 @@ import keras  # noqa: E402
 import keras_hub  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from ptft_keras import pretrained  # noqa: E402
+from ptft_keras import finetuning# noqa: E402
+from ptft_keras import layers
+from ptft_keras.models import minilm as pretrained
 
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "minilm_reference.npz"
 TOLERANCE = 1e-4
@@ -197,11 +199,11 @@ def test_exact_gelu_computes_in_float32():
 
 
 def test_sentence_embedding_ignores_padding():
-    layer = pretrained.SentenceEmbedding(normalize=False)
+    layer = layers.SentenceEmbedding(normalize=False)
     sequence = np.array([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]], dtype="float32")
     pooled = np.asarray(layer(sequence, np.array([[1, 1, 0]])))
     np.testing.assert_allclose(pooled, [[2.0, 3.0]])
-    assert pretrained.SentenceEmbedding.from_config(layer.get_config()).normalize is False
+    assert layers.SentenceEmbedding.from_config(layer.get_config()).normalize is False
 
 
 # --- Loading errors, fine-tuning set-up, saving -------------------------------------------------
@@ -220,17 +222,16 @@ def test_missing_package_names_the_install_command(monkeypatch, tmp_path):
 
 def test_shared_strategies_freeze_minilm(minilm):
     # The course's one freezing mechanism (ptft_keras.strategies) handles keras-hub backbones.
-    from ptft_keras import strategies
 
     backbone = minilm.backbone
     try:
-        strategies.apply_strategy(backbone, "freeze_bottom", k=4)
+        finetuning.apply_strategy(backbone, "freeze_bottom", k=4)
         assert not backbone.token_embedding.trainable
         assert [block.trainable for block in backbone.transformer_layers] == [False] * 4 + [True] * 2
         trainable = sum(int(np.prod(w.shape)) for w in backbone.trainable_weights)
         assert 0 < trainable < backbone.count_params()
     finally:
-        strategies.apply_strategy(backbone, "full")
+        finetuning.apply_strategy(backbone, "full")
     assert len(backbone.trainable_weights) == len(backbone.weights)
 
 
@@ -242,7 +243,7 @@ def test_models_reload_in_a_fresh_process(minilm, inputs, tmp_path):
     np.savez(tmp_path / "inputs.npz", **{k: np.asarray(v) for k, v in inputs.items()})
     script = textwrap.dedent(f"""
         import numpy as np, keras
-        import ptft_keras.pretrained
+        import ptft_keras.models.minilm
         inputs = dict(np.load({str(tmp_path / "inputs.npz")!r}))
         outputs = {{}}
         for name in ("classifier", "encoder"):
@@ -250,7 +251,7 @@ def test_models_reload_in_a_fresh_process(minilm, inputs, tmp_path):
             outputs[name] = np.asarray(model(inputs))
         backbone = model.get_layer("minilm_backbone")
         assert backbone.exact_gelu
-        assert backbone.transformer_layers[0].activation is ptft_keras.pretrained.exact_gelu_float32
+        assert backbone.transformer_layers[0].activation is ptft_keras.models.minilm.exact_gelu_float32
         np.savez({str(tmp_path / "outputs.npz")!r}, **outputs)
     """)
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
@@ -275,7 +276,7 @@ REVIEWS = [
 
 
 def test_continued_mlm_reduces_masked_loss():
-    from ptft_keras.pretraining import compile_mlm
+    from ptft_keras.objectives import compile_mlm
 
     keras.utils.set_random_seed(0)
     backbone, preprocessor = pretrained.load_minilm(sequence_length=24)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from ptft_keras import backbones, config, pretraining
+from ptft_keras import config, models, objectives
 from ptft_keras.tokenizers import CLS, MASK, PAD, SEP
 
 V = 1000
@@ -18,7 +18,7 @@ def random_batch(rng, batch=400, length=64):
 def test_masking_statistics_follow_bert():
     rng = np.random.default_rng(0)
     ids = random_batch(rng)
-    out = pretraining.mask_tokens(ids, np.random.default_rng(1), V, max_predictions=20)
+    out = objectives.mask_tokens(ids, np.random.default_rng(1), V, max_predictions=20)
     w = out["mask_weights"] > 0
     rows = np.repeat(np.arange(len(ids))[:, None], w.shape[1], 1)[w]
     pos = out["mask_positions"][w]
@@ -44,15 +44,15 @@ def test_masking_statistics_follow_bert():
 
 def test_static_masks_repeat_dynamic_masks_change():
     ids = random_batch(np.random.default_rng(0), batch=64)
-    static = pretraining.MLMDataset(ids, V, batch_size=64, dynamic=False, shuffle=False)
-    dynamic = pretraining.MLMDataset(ids, V, batch_size=64, dynamic=True, shuffle=False)
+    static = objectives.MLMDataset(ids, V, batch_size=64, dynamic=False, shuffle=False)
+    dynamic = objectives.MLMDataset(ids, V, batch_size=64, dynamic=True, shuffle=False)
     s0, d0 = static[0][0]["token_ids"].copy(), dynamic[0][0]["token_ids"].copy()
     static.on_epoch_end()
     dynamic.on_epoch_end()
     assert np.array_equal(static[0][0]["token_ids"], s0)
     assert not np.array_equal(dynamic[0][0]["token_ids"], d0)
     # Same seed, same epoch: same masks (reproducible runs).
-    again = pretraining.MLMDataset(ids, V, batch_size=64, dynamic=True, shuffle=False)
+    again = objectives.MLMDataset(ids, V, batch_size=64, dynamic=True, shuffle=False)
     assert np.array_equal(again[0][0]["token_ids"], d0)
 
 
@@ -63,14 +63,14 @@ def test_a_few_steps_reduce_masked_loss_and_perplexity_is_exp_loss():
     starts = rng.integers(5, 50, size=(256, 1))
     ids = (starts + np.arange(16)[None, :]).astype("int32")
     ids[:, 0], ids[:, -1] = CLS, SEP
-    backbone = backbones.TransformerBackbone(
+    backbone = models.TransformerBackbone(
         100, 16, num_layers=1, hidden_dim=32, num_heads=2, intermediate_dim=64
     )
-    model = pretraining.compile_mlm(pretraining.MaskedLMPretrainer(backbone), 5e-3)
-    data = pretraining.MLMDataset(ids, 100, batch_size=32, seed=0)
-    before = pretraining.evaluate_mlm(model, data)
+    model = objectives.compile_mlm(objectives.MaskedLMPretrainer(backbone), 5e-3)
+    data = objectives.MLMDataset(ids, 100, batch_size=32, seed=0)
+    before = objectives.evaluate_mlm(model, data)
     model.fit(data, epochs=10, verbose=0)
-    after = pretraining.evaluate_mlm(model, data)
+    after = objectives.evaluate_mlm(model, data)
     assert after["loss"] < 0.7 * before["loss"]
     assert after["masked_accuracy"] > before["masked_accuracy"]
     assert np.isclose(after["perplexity"], np.exp(after["loss"]))
@@ -79,9 +79,9 @@ def test_a_few_steps_reduce_masked_loss_and_perplexity_is_exp_loss():
 
 
 def test_mlm_head_is_tied_to_the_token_embedding():
-    backbone = backbones.TransformerBackbone(50, 8, num_layers=1, hidden_dim=16, num_heads=2,
+    backbone = models.TransformerBackbone(50, 8, num_layers=1, hidden_dim=16, num_heads=2,
                                              intermediate_dim=32)
-    model = pretraining.MaskedLMPretrainer(backbone)
+    model = objectives.MaskedLMPretrainer(backbone)
     model({"token_ids": np.ones((1, 8), "int32"), "mask_positions": np.zeros((1, 2), "int32")})
     assert model.mlm_head.token_embedding is backbone.token_embedding
     tables = {id(w) for w in model.weights if tuple(w.shape) == (50, 16)}

@@ -6,6 +6,7 @@ import pytest
 from scipy import optimize, stats
 
 from ptft_keras import scaling
+from ptft_keras.experiments import scaling_grid
 
 
 # --- power-law fits -------------------------------------------------------------------------------
@@ -145,7 +146,7 @@ def markov_stream(n, seed):
 @pytest.fixture(scope="module")
 def grid():
     train, val = markov_stream(20_000, 0), markov_stream(2_000, 1)
-    frame = scaling.run_scaling_grid(train, val, V, sizes=[8, 32], token_budgets=[1024, 8192],
+    frame = scaling_grid.run_scaling_grid(train, val, V, sizes=[8, 32], token_budgets=[1024, 8192],
                                      sequence_length=16, batch_size=8, learning_rate=1e-2)
     return frame, (train, val)
 
@@ -169,7 +170,7 @@ def test_grid_frame_shape_and_more_data_lowers_loss(grid):
 
 def test_a_checkpoint_equals_a_separate_shorter_run(grid):
     frame, (train, val) = grid
-    alone = scaling.run_scaling_grid(train, val, V, sizes=[8], token_budgets=[1024],
+    alone = scaling_grid.run_scaling_grid(train, val, V, sizes=[8], token_budgets=[1024],
                                      sequence_length=16, batch_size=8, learning_rate=1e-2)
     assert alone["val_loss"].iloc[0] == pytest.approx(frame["val_loss"].iloc[0], abs=1e-6)
 
@@ -177,21 +178,21 @@ def test_a_checkpoint_equals_a_separate_shorter_run(grid):
 def test_grid_errors():
     ids = markov_stream(2_000, 0)
     with pytest.raises(ValueError, match="largest budget"):
-        scaling.run_scaling_grid(ids, ids, V, [8], [100_000], sequence_length=16, batch_size=8)
+        scaling_grid.run_scaling_grid(ids, ids, V, [8], [100_000], sequence_length=16, batch_size=8)
     with pytest.raises(ValueError, match="1-D array"):
-        scaling.run_scaling_grid(ids.reshape(100, 20), ids, V, [8], [256], sequence_length=16)
+        scaling_grid.run_scaling_grid(ids.reshape(100, 20), ids, V, [8], [256], sequence_length=16)
     with pytest.raises(ValueError, match=r"lie in \[0, 10\)"):
-        scaling.run_scaling_grid(ids, ids, 10, [8], [256], sequence_length=16)
+        scaling_grid.run_scaling_grid(ids, ids, 10, [8], [256], sequence_length=16)
     with pytest.raises(ValueError, match="A size is a hidden dim"):
-        scaling.run_scaling_grid(ids, ids, V, [{"hidden_dim": 8, "learning_rate": 1.0}], [256],
+        scaling_grid.run_scaling_grid(ids, ids, V, [{"hidden_dim": 8, "learning_rate": 1.0}], [256],
                                  sequence_length=16, batch_size=8)
     with pytest.raises(ValueError, match="at least one batch"):
-        scaling.run_scaling_grid(ids, ids, V, [8], [10], sequence_length=16, batch_size=8)
+        scaling_grid.run_scaling_grid(ids, ids, V, [8], [10], sequence_length=16, batch_size=8)
 
 
 def test_lstm_family_grid_orders_sizes_and_counts_params():
     train, val = markov_stream(20_000, 0), markov_stream(2_000, 1)
-    frame = scaling.run_scaling_grid(train, val, V, sizes=[4, 32], token_budgets=[1024, 8192],
+    frame = scaling_grid.run_scaling_grid(train, val, V, sizes=[4, 32], token_budgets=[1024, 8192],
                                      sequence_length=16, batch_size=8, learning_rate=1e-2,
                                      family="lstm")
     assert list(frame["size"]) == ["LSTM2-d4", "LSTM2-d4", "LSTM2-d32", "LSTM2-d32"]
@@ -203,5 +204,5 @@ def test_lstm_family_grid_orders_sizes_and_counts_params():
         assert row["non_embedding_params"] == lstm + h * V + V
         assert row["params"] == row["non_embedding_params"] + V * h
     with pytest.raises(ValueError, match="family must be"):
-        scaling.run_scaling_grid(train, val, V, [4], [1024], sequence_length=16, batch_size=8,
+        scaling_grid.run_scaling_grid(train, val, V, [4], [1024], sequence_length=16, batch_size=8,
                                  family="rnn")

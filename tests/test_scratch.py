@@ -131,7 +131,7 @@ def test_ngram_counts_and_smoothing():
 
 
 def test_masked_lm_loss_counts_masked_positions_only():
-    from ptft_keras.pretraining import mask_tokens
+    from ptft_keras.objectives import mask_tokens
 
     rng = np.random.default_rng(0)
     ids = rng.integers(5, 50, size=(4, 20))
@@ -216,7 +216,7 @@ def test_adam_forms_differ_only_in_epsilon():
 
 
 def test_schedules_match_keras():
-    from ptft_keras.finetune import WarmupLinearDecay
+    from ptft_keras.optimizers import WarmupLinearDecay
 
     steps = np.arange(0, 400)
     S = keras.optimizers.schedules

@@ -8,9 +8,8 @@ import keras_hub
 import numpy as np
 import pytest
 
-from ptft_keras import finetune
-from ptft_keras import strategies as S
-from ptft_keras.backbones import TransformerBackbone
+from ptft_keras import finetuning, models, optimizers
+from ptft_keras.models import TransformerBackbone
 
 SEQ = 16
 VOCAB = 100
@@ -22,7 +21,7 @@ def make(kind):
     rng = np.random.default_rng(0)
     ids = rng.integers(5, VOCAB, size=(32, SEQ)).astype("int32")
     if kind == "ours":
-        backbone = TransformerBackbone(VOCAB, sequence_length=SEQ, num_layers=2, hidden_dim=32,
+        backbone = TransformerBackbone(VOCAB, max_sequence_length=SEQ, num_layers=2, hidden_dim=32,
                                        num_heads=2, intermediate_dim=64, dropout=0.0)
         inputs = {"token_ids": ids}
     else:
@@ -32,7 +31,7 @@ def make(kind):
         )
         inputs = {"token_ids": ids, "segment_ids": np.zeros_like(ids),
                   "padding_mask": np.ones_like(ids)}
-    model = finetune.build_classifier(backbone, dropout=0.0)
+    model = models.build_classifier(backbone, dropout=0.0)
     labels = rng.integers(0, 2, size=32)
     return backbone, model, inputs, labels
 
@@ -82,12 +81,12 @@ def kind(request):
 def test_strategy_trains_only_its_weights(kind, strategy):
     backbone, model, x, y = make(kind)
     optimizer = keras.optimizers.Adam(1e-2)
-    if strategy in S.STRATEGIES:
-        S.apply_strategy(backbone, strategy, k=1 if strategy == "freeze_bottom" else None)
+    if strategy in finetuning.STRATEGIES:
+        finetuning.apply_strategy(backbone, strategy, k=1 if strategy == "freeze_bottom" else None)
     elif strategy == "llrd":
-        optimizer = S.layerwise_optimizer(optimizer, S.layerwise_lr_multipliers(backbone, 0.5))
+        optimizer = optimizers.layerwise_optimizer(optimizer, finetuning.layerwise_lr_multipliers(backbone, 0.5))
     else:
-        report = S.apply_lora(backbone, rank=2)
+        report = finetuning.apply_lora(backbone, rank=2)
         assert report["trainable"] < report["total"] / 5
     compile_(model, optimizer, eager=True)
     before = snapshot(model)
@@ -104,16 +103,16 @@ def test_strategy_trains_only_its_weights(kind, strategy):
                         if "/query/" in p or "/value/" in p},
     }[strategy] - key_bias(model)
     assert moved == expected
-    trainable, total = S.count_params(model)
+    trainable, total = finetuning.count_params(model)
     assert trainable == sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    assert 0 < trainable <= total and f"{total:,}" in S.describe(model)
+    assert 0 < trainable <= total and f"{total:,}" in finetuning.describe(model)
 
 
 def test_gradual_unfreezing_unfreezes_top_block_first(kind):
     backbone, model, x, y = make(kind)
-    S.apply_strategy(backbone, "head")  # the optimizer gets built on the head only ...
+    finetuning.apply_strategy(backbone, "head")  # the optimizer gets built on the head only ...
     compile_(model)
-    unfreezer = S.GradualUnfreezing(backbone)
+    unfreezer = finetuning.GradualUnfreezing(backbone)
     snaps = []
     record = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: snaps.append(snapshot(model)))
@@ -140,9 +139,9 @@ def test_without_retracing_an_unfrozen_block_does_not_learn():
     backbone, model, x, y = make("ours")
     compile_(model)
     model.optimizer.build(model.trainable_variables)  # knows every weight: not the issue here
-    S.unfreeze_top(backbone, 0)
+    finetuning.unfreeze_top(backbone, 0)
     model.train_on_batch(x, y)  # traces the train function with the head only
-    S.unfreeze_top(backbone, 1)
+    finetuning.unfreeze_top(backbone, 1)
     before = snapshot(model)
     model.train_on_batch(x, y)
     assert not changed(before, snapshot(model)) & paths(model, "block_1/")
@@ -165,9 +164,9 @@ def _grads(model, x, y):
 def test_llrd_step_sizes(base):
     backbone, model, x, y = make("ours")
     lr, decay = 0.1, 0.5
-    multipliers = S.layerwise_lr_multipliers(backbone, decay)
+    multipliers = finetuning.layerwise_lr_multipliers(backbone, decay)
     inner = keras.optimizers.SGD(lr) if base == "sgd" else keras.optimizers.Adam(lr)
-    optimizer = S.layerwise_optimizer(inner, multipliers)
+    optimizer = optimizers.layerwise_optimizer(inner, multipliers)
     assert type(optimizer).__name__ == f"Layerwise{type(inner).__name__}"
     variables = model.trainable_variables
     optimizer.build(variables)
@@ -192,7 +191,7 @@ def test_llrd_step_sizes(base):
             np.testing.assert_allclose(step[big], -rate * np.sign(grad[big]), rtol=5e-3)
         seen.add(depth[variable.path.split("/")[0]])
     assert seen == {0, 1, 2, 3}
-    assert S.group_learning_rates(backbone, lr, decay) == [
+    assert finetuning.group_learning_rates(backbone, lr, decay) == [
         ("head", lr), ("block_1", lr * decay), ("block_0", lr * decay**2),
         ("embeddings", lr * decay**3)]
     # Serializable: the multipliers travel in the config.
@@ -215,22 +214,22 @@ def test_scaling_gradients_is_not_scaling_adams_learning_rate():
 
 def test_lora_merge_gives_the_same_outputs(kind):
     backbone, model, x, y = make(kind)
-    S.apply_lora(backbone, rank=2, alpha=4)
+    finetuning.apply_lora(backbone, rank=2, alpha=4)
     compile_(model, eager=True)
     for _ in range(3):
         model.train_on_batch(x, y)
-    layer = S.lora_layers(backbone)[0]
-    assert np.abs(keras.ops.convert_to_numpy(S.lora_delta(layer))).max() > 0
+    layer = finetuning.lora_layers(backbone)[0]
+    assert np.abs(keras.ops.convert_to_numpy(finetuning.lora_delta(layer))).max() > 0
     # Keras' own merged view of the kernel is kernel + (alpha/rank) A B.
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(layer.kernel),
-        layer._kernel.numpy() + keras.ops.convert_to_numpy(S.lora_delta(layer)), atol=1e-6)
+        layer._kernel.numpy() + keras.ops.convert_to_numpy(finetuning.lora_delta(layer)), atol=1e-6)
     backbone_inputs = {k: v for k, v in x.items()}
     reference = _sequence(backbone(backbone_inputs))
-    plain = S.merge_lora(backbone)
+    plain = finetuning.merge_lora(backbone)
     assert not any("lora" in w.path for w in plain.weights)
     np.testing.assert_allclose(_sequence(plain(backbone_inputs)), reference, atol=1e-5)
-    S.merge_lora(backbone, in_place=True)
+    finetuning.merge_lora(backbone, in_place=True)
     np.testing.assert_allclose(_sequence(backbone(backbone_inputs)), reference, atol=1e-5)
     np.testing.assert_allclose(layer.lora_kernel_b.numpy(), 0.0)
 
@@ -242,27 +241,27 @@ def _sequence(outputs):
 
 
 def test_lora_needs_projection_layers():
-    from ptft_keras.backbones import LSTMBackbone
+    from ptft_keras.models import LSTMBackbone
 
     with pytest.raises(ValueError, match="LoRA needs"):
-        S.apply_lora(LSTMBackbone(50, embedding_dim=8, hidden_dim=8))
+        finetuning.apply_lora(LSTMBackbone(50, embedding_dim=8, hidden_dim=8))
 
 
-def test_finetune_strategy_runs_every_strategy():
+def test_finetune_runs_every_strategy():
     trained = {}
-    for strategy in S.ALL_STRATEGIES:
+    for strategy in finetuning.ALL_STRATEGIES:
         backbone, model, x, y = make("ours")
-        result = S.finetune_strategy(model, backbone, (x, y), strategy=strategy, k=1,
-                                     epochs=2 if strategy == "gradual_unfreezing" else 1,
-                                     batch_size=32)
-        assert np.isfinite(result["history"]["loss"]).all()
-        trained[strategy] = result["trainable"]
+        result = finetuning.finetune(model, (x, y), strategy=strategy, k=1,
+                                     epochs=2 if strategy == "gradual" else 1,
+                                     batch_size=32, jit_compile=False)
+        assert np.isfinite(result.history["loss"]).all()
+        trained[strategy] = result.trainable
         if strategy == "full":
-            total = result["total"]
+            total = result.total
     assert trained["full"] == trained["llrd"] == total
     assert trained["head"] < trained["lora"] < trained["freeze_bottom"] < total
     # 2 epochs of gradual unfreezing: head, then head + top block = freeze_bottom(k=1)
-    assert trained["gradual_unfreezing"] == trained["freeze_bottom"]
+    assert trained["gradual"] == trained["freeze_bottom"]
 
 
 def test_keras_adam_counts_steps_globally():

@@ -24,7 +24,15 @@ import keras
 import keras_hub
 import numpy as np
 
-from ptft_keras import objectives, pretraining, tokenizers
+from ptft_keras import tokenizers
+from ptft_keras.data import datasets
+from ptft_keras.objectives import (
+    causal_lm,
+    mlm,
+    permutation_lm,
+    sentence_pairs,
+    span_corruption,
+)
 
 FAMILIES = ("gpt2", "bert", "roberta", "albert", "xlnet", "t5", "deberta")
 
@@ -171,15 +179,15 @@ def _ids(tokenizer, token):
 
 def _mlm_data(tokenizer, sequence_length, start, end, pad, mask, dynamic_default):
     """Contiguous [start] chunk [end] blocks (RoBERTa's FULL-SENTENCES packing: no padding),
-    masked 80/10/10 by ``pretraining.MLMDataset``."""
+    masked 80/10/10 by ``mlm.MLMDataset``."""
     vocabulary_size = tokenizer.vocabulary_size()
 
     def make_data(texts, batch_size=16, seed=0, dynamic=None):
-        blocks = objectives.chunk_token_stream(_token_lists(tokenizer, texts), sequence_length - 2)
+        blocks = causal_lm.chunk_token_stream(_token_lists(tokenizer, texts), sequence_length - 2)
         ids = np.concatenate(
             [np.full((len(blocks), 1), start), blocks, np.full((len(blocks), 1), end)], 1
         ).astype("int32")
-        return pretraining.MLMDataset(
+        return mlm.MLMDataset(
             ids, vocabulary_size, batch_size=batch_size, seed=seed,
             dynamic=dynamic_default if dynamic is None else dynamic,
             extra_inputs={"padding_mask": lambda t: (t != pad).astype("int32")},
@@ -194,7 +202,7 @@ def _pair_data(tokenizer, task, sequence_length, cls, sep, pad, mask, dynamic_de
     vocabulary_size = tokenizer.vocabulary_size()
 
     def make_data(texts, batch_size=16, seed=0, dynamic=None):
-        sentences = [objectives.split_sentences(text) for text in texts]
+        sentences = [sentence_pairs.split_sentences(text) for text in texts]
         flat = _token_lists(tokenizer, [s for doc in sentences for s in doc])
         documents, start = [], 0
         for doc in sentences:
@@ -202,11 +210,11 @@ def _pair_data(tokenizer, task, sequence_length, cls, sep, pad, mask, dynamic_de
             start += len(doc)
 
         def make_epoch(rng):
-            return objectives.sentence_pair_arrays(
+            return sentence_pairs.sentence_pair_arrays(
                 documents, rng, task, sequence_length, vocabulary_size, cls, sep, pad, mask
             )
 
-        return objectives.EpochDataset(
+        return datasets.EpochDataset(
             make_epoch, batch_size, dynamic_default if dynamic is None else dynamic, seed
         )
 
@@ -217,9 +225,9 @@ def _stream_data(tokenizer, block_length, make_arrays, separator=None, dynamic_d
     """Concatenated token stream cut into blocks; ``make_arrays(blocks, rng)`` per epoch."""
 
     def make_data(texts, batch_size=16, seed=0, dynamic=None):
-        blocks = objectives.chunk_token_stream(_token_lists(tokenizer, texts), block_length,
+        blocks = causal_lm.chunk_token_stream(_token_lists(tokenizer, texts), block_length,
                                                separator)
-        return objectives.EpochDataset(
+        return datasets.EpochDataset(
             lambda rng: make_arrays(blocks, rng), batch_size,
             dynamic_default if dynamic is None else dynamic, seed,
         )
@@ -253,9 +261,9 @@ def build_family(name, tokenizer, size="tiny", sequence_length=None, learning_ra
 
     if name == "gpt2":
         backbone = models.GPT2Backbone(max_sequence_length=length, **common)
-        model = objectives.compile_lm(objectives.CausalLMPretrainer(backbone), lr)
+        model = mlm.compile_lm(causal_lm.CausalLMPretrainer(backbone), lr)
         make_data = _stream_data(tokenizer, length + 1,
-                                 lambda blocks, rng: objectives.causal_lm_arrays(blocks),
+                                 lambda blocks, rng: causal_lm.causal_lm_arrays(blocks),
                                  separator=tokenizer.end_token_id, dynamic_default=False)
     elif name in ("bert", "albert"):
         if name == "bert":
@@ -264,8 +272,8 @@ def build_family(name, tokenizer, size="tiny", sequence_length=None, learning_ra
             backbone = models.AlbertBackbone(embedding_dim=embedding_dim,
                                              max_sequence_length=length, **common)
         task = "nsp" if name == "bert" else "sop"
-        model = objectives.compile_sentence_pair(
-            objectives.SentencePairPretrainer(backbone, task=task, dropout=dropout), lr)
+        model = sentence_pairs.compile_sentence_pair(
+            sentence_pairs.SentencePairPretrainer(backbone, task=task, dropout=dropout), lr)
         make_data = _pair_data(tokenizer, task, length, tokenizer.cls_token_id,
                                tokenizer.sep_token_id, tokenizer.pad_token_id,
                                tokenizer.mask_token_id, dynamic_default=False)
@@ -277,27 +285,27 @@ def build_family(name, tokenizer, size="tiny", sequence_length=None, learning_ra
             backbone = models.DebertaV3Backbone(max_sequence_length=length,
                                                 bucket_size=length // 2, **common)
             start, end = tokenizer.cls_token_id, tokenizer.sep_token_id
-        model = pretraining.compile_mlm(pretraining.MaskedLMPretrainer(backbone), lr)
+        model = mlm.compile_mlm(mlm.MaskedLMPretrainer(backbone), lr)
         make_data = _mlm_data(tokenizer, length, start, end, tokenizer.pad_token_id,
                               tokenizer.mask_token_id, dynamic_default=True)
     elif name == "xlnet":
         backbone = models.XLNetBackbone(**common)
-        model = objectives.compile_lm(objectives.PermutationLMPretrainer(backbone), lr)
+        model = mlm.compile_lm(permutation_lm.PermutationLMPretrainer(backbone), lr)
         pad, num_predict = _ids(tokenizer, "<pad>"), max(1, length // 6)
         make_data = _stream_data(
             tokenizer, length,
-            lambda blocks, rng: objectives.permutation_lm_arrays(
+            lambda blocks, rng: permutation_lm.permutation_lm_arrays(
                 blocks, blocks != pad, rng, num_predict),
             separator=_ids(tokenizer, "</s>"))
     else:  # t5
         backbone = models.T5Backbone(key_value_dim=cfg["hidden_dim"] // cfg["num_heads"],
                                      **common)
-        model = objectives.compile_lm(objectives.Seq2SeqPretrainer(backbone), lr)
+        model = mlm.compile_lm(span_corruption.Seq2SeqPretrainer(backbone), lr)
         sentinels = [_ids(tokenizer, f"<extra_id_{i}>") for i in range(T5_SENTINELS)]
         eos, pad = tokenizer.end_token_id, tokenizer.pad_token_id
         make_data = _stream_data(
             tokenizer, length,
-            lambda blocks, rng: objectives.span_corruption_arrays(blocks, rng, sentinels, eos,
+            lambda blocks, rng: span_corruption.span_corruption_arrays(blocks, rng, sentinels, eos,
                                                                   pad),
             separator=eos)
     return Family(name, tokenizer, backbone, model, make_data, length, size)

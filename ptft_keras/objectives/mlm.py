@@ -15,8 +15,9 @@ import math
 import keras
 import keras_hub
 import numpy as np
+from keras import ops
 
-from ptft_keras.backbones import sequence_output
+from ptft_keras.models.classifier import sequence_output
 from ptft_keras.tokenizers import CLS, MASK, PAD, SEP, SPECIAL_TOKENS
 
 
@@ -178,7 +179,9 @@ def compile_mlm(model, learning_rate=1e-3, weight_decay=0.01, jit_compile="auto"
     replicas: equal to the global masked-token mean only when replicas mask equally many.
     """
     if distribute_strategy is not None:
-        from ptft_keras.distributed import check_model_strategy  # tf.distribute: TF only
+        from ptft_keras.distributed import (
+            check_model_strategy,  # tf.distribute: TF only
+        )
 
         check_model_strategy(model, distribute_strategy)
         with distribute_strategy.scope():
@@ -201,3 +204,30 @@ def evaluate_mlm(model, dataset):
     results = model.evaluate(dataset, verbose=0, return_dict=True)
     results["perplexity"] = float(np.exp(results["loss"]))
     return results
+
+
+def compile_lm(model, learning_rate=1e-3, weight_decay=0.01, jit_compile="auto"):
+    """Compile a token-prediction model: cross-entropy averaged over the weighted positions.
+
+    ``mean_with_sample_weight`` divides by the number of predicted tokens (not by batch x
+    length), so ``exp(loss)`` is the per-token perplexity whatever the padding.
+    """
+    return compile_mlm(model, learning_rate, weight_decay, jit_compile, metric_name="accuracy")
+
+
+def perplexity(model, dataset):
+    """exp(total token NLL / number of weighted tokens) over every batch of ``dataset``.
+
+    Summed exactly, token by token: ``evaluate`` averages per-batch means, which is only the
+    perplexity when every batch predicts the same number of tokens.
+    """
+    total, count = 0.0, 0.0
+    for index in range(len(dataset)):
+        x, y, weight = dataset[index]
+        logits = model(x, training=False)
+        nll = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        total += float(ops.sum(nll * ops.cast(weight, nll.dtype)))
+        count += float(np.sum(weight))
+    return math.exp(total / count)
+
+

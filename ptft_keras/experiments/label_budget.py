@@ -23,7 +23,6 @@ This module holds the parts that are easy to get subtly wrong:
 """
 
 import dataclasses
-
 import math
 import time
 from typing import Any
@@ -32,8 +31,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from ptft_keras.backbones import sequence_output
-from ptft_keras.finetune import MaskedMeanPooling, check_labels
+from ptft_keras.data.validation import check_labels
+from ptft_keras.layers import MaskedMeanPooling
+from ptft_keras.models.classifier import sequence_output
 
 
 # --- which labels ---------------------------------------------------------------------------------

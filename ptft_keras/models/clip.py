@@ -31,7 +31,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from ptft_keras.finetune import MaskedMeanPooling
+from ptft_keras.layers import MaskedMeanPooling
 
 IMAGE_SHAPE = (8, 8, 1)
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")

@@ -1,0 +1,243 @@
+"""Input checks shared by every entry point: texts, labels, token ids.
+
+Each raises a ``ValueError`` (``DataError``) that names the problem and the fix, before any
+training step.
+"""
+
+import math
+import numbers
+
+import numpy as np
+import pandas as pd
+
+
+class DataError(ValueError):
+    """Bad or inconsistent data: the message says what is wrong and how to fix it."""
+
+
+# --- input checks --------------------------------------------------------------------------------
+def _show(indices, limit=5):
+    shown = ", ".join(str(i) for i in indices[:limit])
+    return shown + (f" and {len(indices) - limit} more" if len(indices) > limit else "")
+
+
+def _is_missing(value):
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, (float, np.floating)) and math.isnan(value)
+
+
+def _as_list(values, what, name):
+    if values is None:
+        raise DataError(f"{name}: {what} is None; pass a list of {what}.")
+    if isinstance(values, (str, bytes)):
+        raise DataError(
+            f"{name}: {what} is a single {type(values).__name__}, not a sequence; wrap it in a "
+            f"list: [{what[:-1]}]."
+        )
+    if isinstance(values, (pd.Series, pd.Index)):
+        values = values.to_numpy()
+    if isinstance(values, pd.DataFrame):
+        raise DataError(f"{name}: {what} is a DataFrame; pass one column, e.g. df['{what[:-1]}'].")
+    if isinstance(values, np.ndarray):
+        if values.ndim != 1:
+            hint = " (one-hot? use labels.argmax(axis=-1))" if what == "labels" else ""
+            raise DataError(f"{name}: {what} must be 1-D, got an array of shape "
+                            f"{values.shape}{hint}.")
+        return list(values)
+    try:
+        return list(values)
+    except TypeError as err:
+        raise DataError(f"{name}: {what} must be a list, array or Series, got "
+                        f"{type(values).__name__}.") from err
+
+
+def _check_texts(texts, name):
+    items = _as_list(texts, "texts", name)
+    if not items:
+        raise DataError(
+            f"{name} is empty (0 texts): check the split or filter that produced it (e.g. a "
+            f"misspelt domain, or a QUICK-mode slice of size 0)."
+        )
+    out, not_text, bad_utf8 = [], [], []
+    for i, text in enumerate(items):
+        if isinstance(text, str):
+            out.append(str(text))
+        elif isinstance(text, (bytes, bytearray)):
+            try:
+                out.append(bytes(text).decode("utf-8"))
+            except UnicodeDecodeError as err:
+                bad_utf8.append((i, err))
+        else:
+            not_text.append(i)
+    if bad_utf8:
+        i, err = bad_utf8[0]
+        raise DataError(
+            f"{name}: text at index {i} is bytes that are not valid UTF-8 ({err.reason} at byte "
+            f"{err.start}); {len(bad_utf8)} such text(s) at index {_show([j for j, _ in bad_utf8])}. "
+            f"Decode them yourself with the right codec (e.g. raw.decode('latin-1')) or drop them."
+        )
+    if not_text:
+        i = not_text[0]
+        kinds = sorted({type(items[j]).__name__ for j in not_text})
+        missing = any(_is_missing(items[j]) for j in not_text)
+        hint = (" Missing texts (None/NaN) usually come from empty CSV cells: drop them, e.g. "
+                "df.dropna(subset=['text']), or read with keep_default_na=False."
+                if missing else " Convert them to str or drop them.")
+        raise DataError(
+            f"{name}: texts must be str (or UTF-8 bytes); {len(not_text)} are not "
+            f"({', '.join(kinds)}), first at index {i}: {items[i]!r} (indices "
+            f"{_show(not_text)}).{hint}"
+        )
+    return out
+
+
+def _check_labels(labels, n_texts, label_set, name):
+    items = _as_list(labels, "labels", name)
+    if len(items) != n_texts:
+        raise DataError(
+            f"{name}: {n_texts} texts but {len(items)} labels; they must pair up one to one. "
+            f"Check that texts and labels come from the same rows (same filter, same split)."
+        )
+    string_set = label_set is not None and all(isinstance(v, str) for v in label_set)
+    if label_set is not None and not string_set:
+        for v in label_set:
+            if (isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral)):
+                raise DataError(f"{name}: label_set must hold only ints or only str, got "
+                                f"{list(label_set)!r}.")
+    ids, missing, fractional, strings, other = [], [], [], [], []
+    for i, value in enumerate(items):
+        if isinstance(value, (str, np.str_)):
+            strings.append(i)
+            ids.append(None)
+        elif isinstance(value, (bool, np.bool_)):
+            ids.append(int(value))
+        elif isinstance(value, numbers.Integral):
+            ids.append(int(value))
+        elif _is_missing(value):
+            missing.append(i)
+            ids.append(None)
+        elif isinstance(value, numbers.Real):
+            if float(value).is_integer():
+                ids.append(int(value))
+            else:
+                fractional.append(i)
+                ids.append(None)
+        else:
+            other.append(i)
+            ids.append(None)
+    if missing:
+        raise DataError(
+            f"{name}: {len(missing)} label(s) are missing (None/NaN), first at index {missing[0]} "
+            f"(indices {_show(missing)}). Drop those rows before training, e.g. "
+            f"df.dropna(subset=['label'])."
+        )
+    if other:
+        i = other[0]
+        hint = (" One-hot or nested labels? Pass class ids, e.g. np.argmax(labels, axis=-1)."
+                if isinstance(items[i], (list, tuple, np.ndarray)) else "")
+        raise DataError(
+            f"{name}: labels must be integer class ids, got {type(items[i]).__name__} "
+            f"{items[i]!r} at index {i} (indices {_show(other)}).{hint}"
+        )
+    if fractional:
+        i = fractional[0]
+        raise DataError(
+            f"{name}: label {items[i]!r} at index {i} has a fractional part ({len(fractional)} such "
+            f"labels, indices {_show(fractional)}); class labels must be whole numbers. For a "
+            f"rating, derive a class first, e.g. (rating > 0).astype(int), or train a regression "
+            f"model on the float targets instead."
+        )
+    if string_set:
+        index = {v: k for k, v in enumerate(label_set)}
+        if len(strings) != len(items):
+            i = next(j for j, v in enumerate(ids) if v is not None)
+            raise DataError(
+                f"{name}: label_set is {list(label_set)!r} (names), but label {items[i]!r} at "
+                f"index {i} is not a str; pass all labels as names or all as integer ids."
+            )
+        bad = sorted({str(items[i]) for i in strings if str(items[i]) not in index})
+        if bad:
+            raise DataError(
+                f"{name}: labels {bad} are not in the allowed set {list(label_set)!r}. Fix the "
+                f"labels or pass the full label_set."
+            )
+        return np.asarray([index[str(v)] for v in items], dtype=np.int32)
+    if strings:
+        i = strings[0]
+        examples = sorted({str(items[j]) for j in strings})[:5]
+        raise DataError(
+            f"{name}: labels are strings (e.g. {examples!r}, first at index {i}) but integer class "
+            f"ids are expected. Map them to ids, or pass label_set=[names in id order] (e.g. "
+            f"label_set=('negative', 'neutral', 'positive')) to have them mapped."
+        )
+    if label_set is not None:
+        allowed = {int(v) for v in label_set}
+        bad = sorted({v for v in ids if v not in allowed})
+        if bad:
+            where = [i for i, v in enumerate(ids) if v not in allowed]
+            raise DataError(
+                f"{name}: label values {bad} are outside the allowed set {sorted(allowed)} "
+                f"(indices {_show(where)}). Fix the labels, or widen label_set (and the model's "
+                f"number of classes)."
+            )
+    else:
+        negative = [i for i, v in enumerate(ids) if v < 0]
+        if negative:
+            raise DataError(
+                f"{name}: labels must be non-negative class ids; {ids[negative[0]]} at index "
+                f"{negative[0]} (indices {_show(negative)}). Drop unlabeled rows or remap the ids."
+            )
+    too_big = [i for i, v in enumerate(ids) if v > np.iinfo(np.int32).max]
+    if too_big:
+        raise DataError(f"{name}: label {ids[too_big[0]]} at index {too_big[0]} does not fit int32.")
+    return np.asarray(ids, dtype=np.int32)
+
+
+def check_texts_labels(texts, labels=None, label_set=None, name="dataset"):
+    """Validate texts (and labels) before training; returns ``(list_of_str, int32 array or None)``.
+
+    Texts must be str, or bytes that are valid UTF-8 (decoded). Labels must be integer class ids
+    (whole floats such as 1.0 are accepted); with ``label_set`` given they must lie in it. If
+    ``label_set`` holds names (str), string labels are mapped to their position in it. Raises
+    ``DataError`` naming the problem, the offending indices or values, and the fix.
+    """
+    out_texts = _check_texts(texts, name)
+    if labels is None:
+        return out_texts, None
+    return out_texts, _check_labels(labels, len(out_texts), label_set, name)
+
+
+
+def check_labels(labels, num_classes, name="labels"):
+    """Raise ValueError unless labels are integers in [0, num_classes); returns int32 array."""
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        raise ValueError(f"{name} is empty: the split has no examples.")
+    if not np.issubdtype(labels.dtype, np.integer):
+        if np.issubdtype(labels.dtype, np.floating) and np.all(np.mod(labels, 1) == 0):
+            labels = labels.astype("int64")
+        else:
+            raise ValueError(
+                f"{name} must be integer class ids 0..{num_classes - 1}, got dtype "
+                f"{labels.dtype}. Map string labels to ids first (e.g. with a dict)."
+            )
+    bad = sorted(set(np.unique(labels[(labels < 0) | (labels >= num_classes)]).tolist()))
+    if bad:
+        raise ValueError(
+            f"{name} contain {bad}, outside the label set 0..{num_classes - 1}. "
+            f"Fix the labels or build the classifier with a larger num_classes."
+        )
+    return labels.astype("int32")
+
+
+
+def check_ids_fit(token_ids, vocabulary_size):
+    """Raise ValueError if any id is outside the model's embedding table (vocab/model mismatch)."""
+    top = int(np.max(token_ids))
+    if top >= vocabulary_size:
+        raise ValueError(
+            f"Token id {top} does not fit the model's embedding table of {vocabulary_size} rows: "
+            f"the vocabulary and the model do not match. Build the model with "
+            f"vocabulary_size=len(vocab), or encode with the vocabulary the model was trained on."
+        )

@@ -1,0 +1,6 @@
+"""The chapters' experiment harnesses, built on the public API only.
+
+- ``label_budget``: scratch vs pre-trained at 40 / 200 / 1,000 / 4,000 labels (chapter 1).
+- ``scaling_grid``: models x data sizes, power-law fits (chapter 5).
+- ``sensors``: masked-reconstruction pre-training vs scratch with few fault labels (chapter 5).
+"""

@@ -1,0 +1,196 @@
+"""Sentence-pair objectives: next-sentence prediction (BERT) and sentence-order prediction (ALBERT)."""
+
+import re
+
+import keras
+import keras_hub
+import numpy as np
+
+from ptft_keras.models.classifier import sequence_output
+from ptft_keras.objectives.mlm import mask_tokens
+
+# --- sentence pairs: NSP (BERT) and SOP (ALBERT) -------------------------------------------------
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
+
+
+def split_sentences(text):
+    """Split a paragraph into sentences at . ! ? (followed by space) and 。！？."""
+    return [part.strip() for part in _SENTENCE_END.split(text) if part.strip()]
+
+
+def sample_nsp_pairs(documents, rng, is_next_rate=0.5):
+    """BERT's next-sentence-prediction pairs.
+
+    documents: list of documents, each a list of sentences (any objects: strings, id lists).
+    For every sentence that has a successor, with probability ``is_next_rate`` the pair is
+    (sentence, its true successor) with label 1; otherwise (sentence, a random sentence of a
+    different document) with label 0. Returns a list of ``((doc, i), (doc2, j), label)``
+    index pairs, so callers (and tests) can see exactly where each half came from.
+    """
+    if sum(1 for doc in documents if doc) < 2:
+        raise ValueError("NSP needs at least two non-empty documents (negatives come from others).")
+    others = [d for d, doc in enumerate(documents) if doc]
+    pairs = []
+    for d, doc in enumerate(documents):
+        for i in range(len(doc) - 1):
+            if rng.random() < is_next_rate:
+                pairs.append(((d, i), (d, i + 1), 1))
+                continue
+            other = d
+            while other == d:  # a different document: same-document "random" pairs are too easy
+                other = others[rng.integers(len(others))]
+            pairs.append(((d, i), (other, int(rng.integers(len(documents[other])))), 0))
+    return pairs
+
+
+def sample_sop_pairs(documents, rng, swap_rate=0.5):
+    """ALBERT's sentence-order-prediction pairs: two consecutive sentences of one document,
+    in order (label 1) or swapped (label 0, with probability ``swap_rate``).
+
+    Both classes use the same two sentences, so topic cannot give the answer away (NSP's
+    weakness, which is why ALBERT replaced it). Returns ``((doc, i), (doc, j), label)`` tuples.
+    """
+    pairs = []
+    for d, doc in enumerate(documents):
+        for i in range(len(doc) - 1):
+            if rng.random() < swap_rate:
+                pairs.append(((d, i + 1), (d, i), 0))
+            else:
+                pairs.append(((d, i), (d, i + 1), 1))
+    return pairs
+
+
+def pack_sentence_pairs(first, second, sequence_length, cls_id, sep_id, pad_id):
+    """[CLS] A [SEP] B [SEP] [PAD]... with segment ids 0 (for [CLS] A [SEP]) and 1 (B [SEP]).
+
+    first, second: lists of token-id lists. Returns int32 ``token_ids``, ``segment_ids``,
+    ``padding_mask``, each (N, sequence_length). Too-long pairs lose tokens from the end of
+    the longer segment first (keras-hub ``MultiSegmentPacker``, "waterfall" would cut B only).
+    """
+    import tensorflow as tf  # data side: keras-hub packers take ragged tensors
+
+    packer = keras_hub.layers.MultiSegmentPacker(
+        sequence_length=sequence_length,
+        start_value=cls_id,
+        end_value=sep_id,
+        pad_value=pad_id,
+        truncate="round_robin",
+    )
+    token_ids, segment_ids = packer(
+        (tf.ragged.constant(first, dtype="int32"), tf.ragged.constant(second, dtype="int32"))
+    )
+    token_ids = np.asarray(token_ids, "int32")
+    segment_ids = np.asarray(segment_ids, "int32")
+    # Real tokens: everything the packer wrote, i.e. up to and including the last [SEP].
+    length = np.array([len(a) + len(b) + 3 for a, b in zip(first, second)])
+    kept = np.minimum(length, sequence_length)
+    padding_mask = np.arange(sequence_length)[None, :] < kept[:, None]
+    return token_ids, segment_ids, padding_mask.astype("int32")
+
+
+def sentence_pair_arrays(
+    documents, rng, task, sequence_length, vocabulary_size, cls_id, sep_id, pad_id, mask_id,
+    special_ids=None, random_start=5, mask_rate=0.15,
+):
+    """One epoch of MLM + NSP/SOP examples from tokenized documents.
+
+    documents: list of documents, each a list of sentences as token-id lists. task: "nsp" or
+    "sop". Returns ``(x, y, sample_weight)``: x = {token_ids, segment_ids, padding_mask,
+    mask_positions}; y and sample_weight = {"mlm": (N, P), task: (N,)}.
+    """
+
+    sample = {"nsp": sample_nsp_pairs, "sop": sample_sop_pairs}[task]
+    pairs = sample(documents, rng)
+    first = [list(documents[d][i]) for (d, i), _, _ in pairs]
+    second = [list(documents[d][j]) for _, (d, j), _ in pairs]
+    labels = np.array([label for _, _, label in pairs], "int32")
+    token_ids, segment_ids, padding_mask = pack_sentence_pairs(
+        first, second, sequence_length, cls_id, sep_id, pad_id
+    )
+    masked = mask_tokens(
+        token_ids, rng, vocabulary_size, mask_rate=mask_rate, mask_token_id=mask_id,
+        special_ids=special_ids or (pad_id, cls_id, sep_id), random_start=random_start,
+    )
+    x = {
+        "token_ids": masked["token_ids"],
+        "segment_ids": segment_ids,
+        "padding_mask": padding_mask,
+        "mask_positions": masked["mask_positions"],
+    }
+    y = {"mlm": masked["mask_ids"], task: labels}
+    weights = {"mlm": masked["mask_weights"], task: np.ones(len(labels), "float32")}
+    return x, y, weights
+
+
+@keras.saving.register_keras_serializable(package="ptft_keras")
+class SentencePairPretrainer(keras.Model):
+    """MLM + a sentence-pair task (NSP for BERT, SOP for ALBERT), trained jointly.
+
+    inputs: the backbone's (token_ids, segment_ids, padding_mask; (B, S)) + mask_positions (B, P).
+    outputs: {"mlm": (B, P, V) logits, task: (B, 2) logits}. The MLM head is tied to the token
+    embedding; the pair head reads the backbone's pooled [CLS] vector (keras-hub BERT/ALBERT
+    ``pooled_output``: a tanh Dense over position 0) or position 0 when there is none.
+    Subclassed, like ``MaskedLMPretrainer``, so the shared embedding survives save/load.
+    """
+
+    def __init__(self, backbone, task="nsp", dropout=0.1, **kwargs):
+        super().__init__(**kwargs)
+        if task not in ("nsp", "sop"):
+            raise ValueError(f"task must be 'nsp' or 'sop', got {task!r}.")
+        self.backbone = backbone
+        self.task = task
+        self.dropout = dropout
+        self.mlm_head = keras_hub.layers.MaskedLMHead(
+            token_embedding=backbone.token_embedding,
+            intermediate_activation="gelu",
+            layer_norm_epsilon=1e-12,
+            name="mlm_head",
+        )
+        self.pair_dropout = keras.layers.Dropout(dropout)
+        self.pair_head = keras.layers.Dense(2, name=f"{task}_head", dtype="float32")
+
+    def call(self, inputs, training=False):
+        backbone_inputs = {k: v for k, v in inputs.items() if k != "mask_positions"}
+        outputs = self.backbone(backbone_inputs, training=training)
+        sequence = sequence_output(outputs)
+        pooled = outputs["pooled_output"] if isinstance(outputs, dict) else sequence[:, 0, :]
+        pooled = self.pair_dropout(pooled, training=training)
+        return {
+            "mlm": self.mlm_head(sequence, mask_positions=inputs["mask_positions"]),
+            self.task: self.pair_head(pooled),
+        }
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            backbone=keras.saving.serialize_keras_object(self.backbone),
+            task=self.task,
+            dropout=self.dropout,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
+
+
+def compile_sentence_pair(model, learning_rate=1e-3, pair_weight=1.0, weight_decay=0.01,
+                          jit_compile="auto"):
+    """Joint loss = MLM loss (mean over masked tokens) + pair_weight x NSP/SOP loss."""
+    token_loss = keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True, reduction="mean_with_sample_weight"
+    )
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay),
+        loss={"mlm": token_loss,
+              model.task: keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
+        loss_weights={"mlm": 1.0, model.task: pair_weight},
+        weighted_metrics={"mlm": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                          model.task: [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]},
+        jit_compile=jit_compile,
+    )
+    return model
+
+
