@@ -32,6 +32,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ptft_keras import _compat
+
 STRATEGY_KINDS = ("auto", "mirrored", "default")
 
 
@@ -112,7 +114,7 @@ def check_model_strategy(model, strategy):
     )
     # ``_distribute_strategy`` is where Keras keeps it; the public ``distribute_strategy``
     # property falls back to whatever strategy is current, so it cannot tell.
-    owner = getattr(model, "_distribute_strategy", None)
+    owner = _compat.model_distribute_strategy(model)
     # A model made outside any scope belongs to TF's default strategy (recorded as None).
     default = not tf.distribute.has_strategy() and strategy is tf.distribute.get_strategy()
     if owner is not strategy and not (owner is None and default):

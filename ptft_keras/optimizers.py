@@ -8,6 +8,8 @@
 import keras
 from keras import ops
 
+from ptft_keras import _compat
+
 
 @keras.saving.register_keras_serializable(package="ptft_keras")
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
@@ -55,10 +57,11 @@ class _LayerwiseLR:
         super().build(variables)
         for variable in variables:
             path = getattr(variable, "path", None)
-            self._multiplier_by_key[self._var_key(variable)] = self.lr_multipliers.get(path, 1.0)
+            key = _compat.optimizer_var_key(self, variable)
+            self._multiplier_by_key[key] = self.lr_multipliers.get(path, 1.0)
 
     def lr_multiplier(self, variable):
-        return self._multiplier_by_key.get(self._var_key(variable), 1.0)
+        return self._multiplier_by_key.get(_compat.optimizer_var_key(self, variable), 1.0)
 
     def update_step(self, gradient, variable, learning_rate):
         scale = self.lr_multiplier(variable)
@@ -67,10 +70,12 @@ class _LayerwiseLR:
         return super().update_step(gradient, variable, learning_rate)
 
     def _apply_weight_decay(self, variables):
+        # Overrides a private Keras hook: _make_layerwise checks it still exists
+        # (_compat.check_apply_weight_decay_hook).
         if self.weight_decay is None:
             return
         for variable in variables:
-            if self._use_weight_decay(variable):
+            if _compat.optimizer_uses_weight_decay(self, variable):
                 lr = ops.cast(self.learning_rate, variable.dtype) * self.lr_multiplier(variable)
                 wd = ops.cast(self.weight_decay, variable.dtype)
                 variable.assign(variable - variable * wd * lr)
@@ -82,6 +87,7 @@ class _LayerwiseLR:
 
 
 def _make_layerwise(base):
+    _compat.check_apply_weight_decay_hook(base)  # else our override would silently do nothing
     cls = type(f"Layerwise{base.__name__}", (_LayerwiseLR, base), {
         "__doc__": f"{base.__name__} with per-variable learning-rate multipliers (LLRD).",
         "__module__": __name__,

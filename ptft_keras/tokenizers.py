@@ -6,6 +6,9 @@ plain WordPiece, so keras-hub's ``WordPieceTokenizer`` reads it and produces the
 (tested in ``tests/test_tokenizers.py``); the model side then stays pure Keras and serializable.
 
 Chinese needs no word segmentation here: both libraries split CJK characters into single tokens.
+
+``WordPieceTokenizer`` bundles it all in one object: ``WordPieceTokenizer.train(texts)``,
+``.encode(texts, sequence_length)``, ``.decode(ids)``, ``.save(path)`` / ``.load(path)``.
 """
 
 import os
@@ -107,3 +110,124 @@ def encode(texts, tokenizer, sequence_length):
         ids.append(np.asarray(packer(tokenizer(texts[start : start + 4096]))))
     return np.concatenate(ids).astype("int32")
 
+
+
+def _check_sequence_length(sequence_length):
+    if isinstance(sequence_length, bool) or not isinstance(sequence_length, (int, np.integer)):
+        raise ValueError(
+            f"sequence_length must be an int, got {sequence_length!r} "
+            f"({type(sequence_length).__name__}): pass e.g. sequence_length=48."
+        )
+    if sequence_length < 3:
+        raise ValueError(
+            f"sequence_length={sequence_length} leaves no room for text: every sequence is "
+            f"[CLS] tokens... [SEP], so it needs at least 3 positions. Pass sequence_length=3 or "
+            f"more (the course uses 48-128)."
+        )
+    return int(sequence_length)
+
+
+class WordPieceTokenizer:
+    """A trained WordPiece vocabulary with the course's packing, in one object.
+
+    A thin wrapper over the functions above (``train_wordpiece``, ``wordpiece_tokenizer``,
+    ``encode``, ``save_vocab`` / ``load_vocab``): same vocabulary, same ids.
+
+    >>> tok = WordPieceTokenizer.train(texts, vocabulary_size=4000)
+    >>> ids = tok.encode(texts, sequence_length=48)     # int32 (N, 48), 0 = [PAD]
+    >>> tok.decode(ids[:2])                             # ['the movie was ...', ...]
+    >>> tok.save("artifacts/vocab.txt"); tok = WordPieceTokenizer.load("artifacts/vocab.txt")
+
+    ``keras_tokenizer()`` is the keras-hub ``WordPieceTokenizer`` layer (built once, cached),
+    what ``models.TextClassifier`` puts inside a saved model.
+    """
+
+    def __init__(self, vocabulary, lowercase=True):
+        if isinstance(vocabulary, (str, bytes)):
+            raise ValueError(
+                "WordPieceTokenizer(vocabulary) takes a list of tokens; to read a vocab.txt "
+                "file use WordPieceTokenizer.load(path)."
+            )
+        vocabulary = [str(token) for token in vocabulary]
+        check_vocab(vocabulary)
+        if len(set(vocabulary)) != len(vocabulary):
+            raise ValueError("The vocabulary has duplicate tokens: every token needs one id.")
+        self._vocabulary = vocabulary
+        self.lowercase = bool(lowercase)
+        self._keras_tokenizer = None
+
+    @classmethod
+    def train(cls, texts, vocabulary_size=8000, lowercase=True, min_frequency=2):
+        """Train a vocabulary of at most ``vocabulary_size`` tokens on ``texts`` (list of str)."""
+        vocab = train_wordpiece(
+            texts, vocab_size=vocabulary_size, lowercase=lowercase, min_frequency=min_frequency
+        )
+        return cls(vocab, lowercase=lowercase)
+
+    @classmethod
+    def load(cls, path, lowercase=True):
+        """Read a ``vocab.txt`` (one token per line); ``path`` may be its folder."""
+        if os.path.isdir(path):
+            path = os.path.join(path, "vocab.txt")
+        return cls(load_vocab(path), lowercase=lowercase)
+
+    def save(self, path):
+        """Write the vocabulary as ``vocab.txt`` (``path`` may be a folder); returns its path."""
+        if os.path.isdir(path) or str(path).endswith(("/", os.sep)):
+            path = os.path.join(path, "vocab.txt")
+        save_vocab(self._vocabulary, path)
+        return str(path)
+
+    @property
+    def vocabulary(self):
+        """The tokens, id order (a copy): ``vocabulary[0] == "[PAD]"``."""
+        return list(self._vocabulary)
+
+    def vocabulary_size(self):
+        return len(self._vocabulary)
+
+    def keras_tokenizer(self):
+        """The keras-hub ``WordPieceTokenizer`` for this vocabulary (str -> ragged ids)."""
+        if self._keras_tokenizer is None:
+            self._keras_tokenizer = wordpiece_tokenizer(self._vocabulary, lowercase=self.lowercase)
+        return self._keras_tokenizer
+
+    def encode(self, texts, sequence_length):
+        """``[CLS] tokens [SEP] [PAD]...`` ids: int32 array (len(texts), sequence_length)."""
+        sequence_length = _check_sequence_length(sequence_length)
+        return encode(texts, self.keras_tokenizer(), sequence_length)
+
+    def decode(self, ids):
+        """Token ids back to text, without [PAD] / [CLS] / [SEP].
+
+        ids: (N, S) (or a list of id lists) -> list of N str; one sequence (S,) -> one str.
+        WordPiece is lossy: the text comes back lowercased, accents stripped, with spaces
+        around punctuation.
+        """
+        if hasattr(ids, "to_list"):  # tf.RaggedTensor
+            ids = ids.to_list()
+        elif not isinstance(ids, (list, tuple)):
+            ids = np.asarray(ids)  # numpy, tf / backend tensors
+            if ids.ndim not in (1, 2):
+                raise ValueError(f"decode() takes ids (S,) or a batch (N, S), got {ids.shape}.")
+        single = len(ids) > 0 and np.ndim(ids[0]) == 0
+        rows = [ids] if single else ids
+        skip = {PAD, CLS, SEP}
+        size = self.vocabulary_size()
+        cleaned = []
+        for row in rows:
+            row = [int(i) for i in np.asarray(row).reshape(-1)]
+            bad = [i for i in row if not 0 <= i < size]
+            if bad:
+                raise ValueError(
+                    f"ids {bad[:5]} are outside this vocabulary (0..{size - 1}): were they "
+                    f"encoded with another tokenizer?"
+                )
+            cleaned.append([i for i in row if i not in skip])
+        texts = self.keras_tokenizer().detokenize(cleaned)  # eager: keras-hub's Python path
+        texts = [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in texts]
+        return texts[0] if single else texts
+
+    def __repr__(self):
+        return (f"WordPieceTokenizer(vocabulary_size={self.vocabulary_size()}, "
+                f"lowercase={self.lowercase})")

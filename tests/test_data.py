@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ptft_keras import data as D
+from ptft_keras.data import loaders as D
 
 LABELED = {
     "en_reviews.csv": lambda: D.load_en_reviews(),

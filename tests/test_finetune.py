@@ -120,7 +120,7 @@ def test_models_reload_in_a_fresh_process_with_identical_predictions(tmp_path):
     )
     script = textwrap.dedent(f"""
         import numpy as np, keras, tensorflow as tf
-        import ptft_keras
+        from ptft_keras import models  # registers every ptft_keras class
         d = np.load({str(tmp_path / 'expected.npz')!r})
         load = lambda name: keras.saving.load_model({str(tmp_path)!r} + "/" + name)
         texts = ["good film", "bad film", "很好", "很差"] * 4

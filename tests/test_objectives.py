@@ -7,7 +7,8 @@ import keras_hub
 import numpy as np
 import pytest
 
-from ptft_keras import config, data, objectives
+from ptft_keras import config, objectives
+from ptft_keras.data import EpochDataset
 
 
 # --- T5 span corruption ---------------------------------------------------------------------------
@@ -175,8 +176,8 @@ def test_xlnet_permutation_lm_trains_and_reloads(tmp_path):
     # Each row repeats one token: any visible context token gives the target away, so the loss
     # falls fast if (and only if) the query stream reads the content stream.
     ids = np.repeat(rng.integers(5, 40, (64, 1)), 12, axis=1).astype("int32")
-    data = data.EpochDataset(lambda r: objectives.permutation_lm_arrays(ids, ids > 0, r, 3), batch_size=16)
-    fixed = data.EpochDataset(lambda r: objectives.permutation_lm_arrays(ids, ids > 0, r, 3), 16,
+    data = EpochDataset(lambda r: objectives.permutation_lm_arrays(ids, ids > 0, r, 3), batch_size=16)
+    fixed = EpochDataset(lambda r: objectives.permutation_lm_arrays(ids, ids > 0, r, 3), 16,
                            dynamic=False, seed=1)
     before = model.evaluate(fixed, verbose=0)[0]
     model.fit(data, epochs=6, verbose=0)
@@ -270,8 +271,8 @@ def test_sentence_pair_arrays_and_joint_mlm_nsp_model(tmp_path):
                                              max_sequence_length=16, dropout=0.0)
     model = objectives.compile_sentence_pair(objectives.SentencePairPretrainer(backbone, "nsp", dropout=0.0), 5e-3)
     make = lambda r: objectives.sentence_pair_arrays(docs, r, "nsp", 16, 60, 2, 3, 0, 4)  # noqa: E731
-    data = data.EpochDataset(make, batch_size=32)
-    fixed = data.EpochDataset(make, batch_size=32, dynamic=False, seed=1)
+    data = EpochDataset(make, batch_size=32)
+    fixed = EpochDataset(make, batch_size=32, dynamic=False, seed=1)
     before = model.evaluate(fixed, verbose=0, return_dict=True)
     model.fit(data, epochs=8, verbose=0)
     after = model.evaluate(fixed, verbose=0, return_dict=True)
@@ -308,7 +309,7 @@ def counting_lm():
     model = objectives.compile_lm(objectives.CausalLMPretrainer(backbone), 1e-2)
     starts = np.random.default_rng(0).integers(5, 30, (256, 1))
     blocks = (starts + np.arange(13)[None, :]).astype("int32")
-    data = data.EpochDataset(lambda r: objectives.causal_lm_arrays(blocks), batch_size=32, dynamic=False)
+    data = EpochDataset(lambda r: objectives.causal_lm_arrays(blocks), batch_size=32, dynamic=False)
     before = objectives.perplexity(model, data)
     model.fit(data, epochs=10, verbose=0)
     return model, data, before
@@ -344,11 +345,11 @@ def test_generation_strategies(counting_lm):
 # --- feeding -------------------------------------------------------------------------------------
 def test_epoch_dataset_static_repeats_dynamic_changes():
     make = lambda r: ({"a": r.integers(0, 1000, (10, 3))}, np.zeros(10), np.ones(10))  # noqa: E731
-    static, dynamic = data.EpochDataset(make, 4, dynamic=False), data.EpochDataset(make, 4)
+    static, dynamic = EpochDataset(make, 4, dynamic=False), EpochDataset(make, 4)
     assert len(static) == 3 and static[2][0]["a"].shape == (2, 3)
     s0, d0 = static[0][0]["a"].copy(), dynamic[0][0]["a"].copy()
     static.on_epoch_end()
     dynamic.on_epoch_end()
     assert np.array_equal(static[0][0]["a"], s0)
     assert not np.array_equal(dynamic[0][0]["a"], d0)
-    assert np.array_equal(data.EpochDataset(make, 4)[0][0]["a"], d0)  # same seed, same epoch 0
+    assert np.array_equal(EpochDataset(make, 4)[0][0]["a"], d0)  # same seed, same epoch 0

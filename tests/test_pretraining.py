@@ -86,3 +86,67 @@ def test_mlm_head_is_tied_to_the_token_embedding():
     assert model.mlm_head.token_embedding is backbone.token_embedding
     tables = {id(w) for w in model.weights if tuple(w.shape) == (50, 16)}
     assert len(tables) == 1  # one embedding matrix, used for input and output
+
+
+def _tiny_pretrainer(**kwargs):
+    backbone = models.TransformerBackbone(50, 8, num_layers=1, hidden_dim=16, num_heads=2,
+                                          intermediate_dim=32)
+    return objectives.MaskedLMPretrainer(backbone, **kwargs)
+
+
+def test_pretrainer_compiles_itself_with_the_course_defaults():
+    import keras
+
+    model = _tiny_pretrainer()
+    assert model.compiled
+    assert isinstance(model.optimizer, keras.optimizers.AdamW)
+    assert np.isclose(float(model.optimizer.learning_rate), 1e-3)
+    assert np.isclose(float(model.optimizer.weight_decay), 0.01)
+    assert model.loss.from_logits and model.loss.reduction == "mean_with_sample_weight"
+    # compile_mlm and the default compile agree, argument for argument.
+    def settings(m):  # the compile config, less the optimizer's auto-numbered name
+        config = m.get_compile_config()
+        del config["optimizer"]["config"]["name"]
+        return config
+
+    default = settings(model)
+    assert settings(objectives.compile_mlm(_tiny_pretrainer(compile=False))) == default
+    assert default["weighted_metrics"][0]["config"]["name"] == "masked_accuracy"
+    # Overrides: the auto optimizer's hyper-parameters, or any argument of keras' compile.
+    model.compile(learning_rate=5e-3, weight_decay=0.0)
+    assert np.isclose(float(model.optimizer.learning_rate), 5e-3)
+    assert float(model.optimizer.weight_decay) == 0.0
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    assert isinstance(model.optimizer, keras.optimizers.SGD)
+    assert model.loss.reduction == "mean_with_sample_weight"  # the other defaults stay
+    assert not _tiny_pretrainer(compile=False).compiled
+    renamed = objectives.compile_mlm(_tiny_pretrainer(), 2e-3, metric_name="accuracy")
+    assert renamed.get_compile_config()["weighted_metrics"][0]["config"]["name"] == "accuracy"
+    assert np.isclose(float(renamed.optimizer.learning_rate), 2e-3)
+
+
+def test_pretrainer_reloads_with_its_compile_settings_and_optimizer_state(tmp_path):
+    import warnings
+
+    import keras
+
+    config.set_seed(0)
+    ids = np.random.default_rng(0).integers(5, 50, size=(32, 8)).astype("int32")
+    ids[:, 0], ids[:, -1] = CLS, SEP
+    model = _tiny_pretrainer()
+    model.compile(learning_rate=2e-3)
+    data = objectives.MLMDataset(ids, 50, batch_size=16, shuffle=False)
+    model.run_eagerly = True  # two tiny steps: quicker than tracing
+    model.fit(data, epochs=1, verbose=0)
+    model.save(tmp_path / "mlm.keras")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = keras.saving.load_model(tmp_path / "mlm.keras")
+    assert not [w for w in caught if "compile" in str(w.message) or "Skipping" in str(w.message)]
+    assert isinstance(loaded, objectives.MaskedLMPretrainer)
+    assert np.isclose(float(loaded.optimizer.learning_rate), 2e-3)
+    assert int(loaded.optimizer.iterations.numpy()) == 2
+    for saved, restored in zip(model.optimizer.variables, loaded.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(saved), np.asarray(restored))
+    x = data[0][0]
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)

