@@ -17,11 +17,10 @@ import time
 import traceback
 from pathlib import Path
 
-os.environ["KERAS_BACKEND"] = "jax"  # before keras is imported, or it is too late
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, not an installed copy
+import numpy as np
 
-import numpy as np  # noqa: E402
+# Keras is imported inside the functions only: importing this module (the TF side of the parity
+# check does) leaves the backend alone; running it as a script selects JAX first.
 
 VOCAB, SEQ, HIDDEN, BATCH = 50, 8, 16, 8
 CHECKS = (
@@ -331,4 +330,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    os.environ["KERAS_BACKEND"] = "jax"  # before keras is imported, or it is too late
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's ptft_keras
     sys.exit(main())

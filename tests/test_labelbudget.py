@@ -154,6 +154,25 @@ def test_budget_trainer_learns_resets_and_repeats():
         trainer.fit(ids[:8], np.full(8, 2), (ids[8:16], labels[8:16]))
 
 
+def test_budget_trainer_reset_restores_every_variable_dropout_state_included():
+    """The bug the old ``set_weights`` reset had: a Dropout layer's seed-generator state is a
+    variable outside ``get_weights()``, so runs after a reset drew other masks than a fresh model."""
+    _, model = tiny_classifier()
+    ids, labels = toy_ids(96)
+    trainer = label_budget.BudgetTrainer(model, learning_rate=1e-2)
+    start = {v.path: np.array(v.numpy()) for v in model.variables}
+    seed_states = [path for path in start if "seed_generator" in path]
+    assert seed_states, "the classifier should have a dropout seed generator to test"
+    trainer.fit(ids[:64], labels[:64], (ids[64:], labels[64:]), max_epochs=2, patience=2,
+                min_epoch_size=64, seed=0)
+    moved = [p for p in seed_states if not np.array_equal(
+        start[p], next(v for v in model.variables if v.path == p).numpy())]
+    assert moved, "training should advance the dropout seed state"
+    trainer.reset()
+    for variable in model.variables:
+        np.testing.assert_array_equal(variable.numpy(), start[variable.path], err_msg=variable.path)
+
+
 # --- sweep and summaries --------------------------------------------------------------------------
 def test_sweep_with_feature_arm_and_sizes():
     encoder, model = tiny_classifier()

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from ptft_keras import finetuning
 from ptft_keras.data import sensors as sensor_data
 from ptft_keras.experiments import sensors as sensor_experiment
 from ptft_keras.models import sensor as sensor_model
@@ -164,7 +165,8 @@ def test_reused_fine_tuner_gives_exactly_what_a_fresh_model_gives():
     keras.utils.set_random_seed(3)
     encoder = keras.models.clone_model(template)
     encoder.set_weights(start)
-    fresh = sensor_model.compile_classifier(sensor_model.build_fault_classifier(encoder))
+    fresh = finetuning.compile_classifier(sensor_model.build_fault_classifier(encoder),
+                                         optimizer=keras.optimizers.Adam(1e-3))
     fresh.fit(x, y, epochs=3, batch_size=len(x), verbose=0)
     for a, b, c in zip(first, tuner.model.get_weights(), fresh.get_weights()):
         np.testing.assert_array_equal(a, b)

@@ -32,6 +32,7 @@ import numpy as np
 from keras import ops
 
 from ptft_keras.data.validation import check_labels
+from ptft_keras.finetuning import ModelSnapshot, compile_classifier
 from ptft_keras.layers import MaskedMeanPooling
 from ptft_keras.models.classifier import sequence_output
 
@@ -204,31 +205,23 @@ def build_head(feature_dim, num_classes=2, dropout=0.1, name="head_only"):
 class BudgetTrainer:
     """Fit one compiled classifier many times, each time from given starting weights.
 
-    ``reset(weights)`` restores the weights and zeroes the optimizer's step count and moment
-    estimates (the learning rate is kept), so every run starts exactly like a fresh model and
-    optimizer would -- without recompiling, which would retrace the graph (seconds per run).
+    ``reset(weights)`` restores every variable of the model and its optimizer to their state at
+    construction (``finetuning.ModelSnapshot``: dropout seed state and Adam moments included),
+    then loads ``weights`` if given, so every run starts exactly like a fresh model and optimizer
+    would -- without recompiling, which would retrace the graph (seconds per run).
     AdamW with a constant learning rate; early stopping on validation loss restores the best
     epoch.
     """
 
     def __init__(self, model, learning_rate=1e-3, weight_decay=0.01, jit_compile="auto"):
-        self.model = model
-        model.compile(
-            optimizer=keras.optimizers.AdamW(learning_rate=learning_rate,
-                                             weight_decay=weight_decay),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            jit_compile=jit_compile,
-        )
+        self.model = compile_classifier(model, learning_rate, weight_decay, jit_compile)
+        self.snapshot = ModelSnapshot(model)
         self.initial_weights = model.get_weights()
 
     def reset(self, weights=None):
-        self.model.set_weights(self.initial_weights if weights is None else weights)
-        optimizer = self.model.optimizer
-        if optimizer.built:
-            for variable in optimizer.variables:
-                if not variable.path.endswith("learning_rate"):
-                    variable.assign(ops.zeros(variable.shape, variable.dtype))
+        self.snapshot.restore()
+        if weights is not None:
+            self.model.set_weights(weights)
 
     def fit(self, x, y, validation, weights=None, max_epochs=30, patience=3, min_epoch_size=320,
             batch_size=32, seed=0):

@@ -5,12 +5,13 @@ import time
 import keras
 import numpy as np
 
+from ptft_keras.finetuning import ModelSnapshot, compile_classifier, snapshot_values
+
 from ptft_keras.data.sensors import CLASS_NAMES, MaskedSeriesBatches, make_sensor_data
 from ptft_keras.models.sensor import (
     build_fault_classifier,
     build_masked_pretrainer,
     build_sensor_encoder,
-    compile_classifier,
     compile_pretrainer,
 )
 
@@ -66,26 +67,18 @@ class ReusableFineTuner:
         encoder = keras.models.clone_model(self.template)
         encoder.trainable = trainable_encoder
         model = compile_classifier(build_fault_classifier(encoder, self.num_classes),
-                                   learning_rate)
-        model.optimizer.build(model.trainable_variables)
-        return model, [v.numpy() for v in model.optimizer.variables]
+                                   optimizer=keras.optimizers.Adam(learning_rate))
+        return model, ModelSnapshot(model)
 
     def fresh_encoder_weights(self, seed):
         keras.utils.set_random_seed(seed)
         return keras.models.clone_model(self.template).get_weights()
 
     @staticmethod
-    def _fit(model, optimizer_start, values, x, y, epochs):
-        # All variables, not just the weights: the dropout layer's random-seed state is one too,
-        # and without resetting it each run would draw different masks than a fresh model.
-        for variable, value in zip(model.variables, values):
-            if tuple(variable.shape) != value.shape:
-                raise ValueError(f"variable {variable.path} does not fit {value.shape}.")
-            variable.assign(value)
-        for variable, value in zip(model.optimizer.variables, optimizer_start):
-            variable.assign(value)
+    def _fit(model, snapshot, values, x, y, epochs):
+        snapshot.restore(values)  # every variable: dropout seed state and Adam moments too
         model.fit(x, y, epochs=epochs, batch_size=len(x), verbose=0)
-        return [v.numpy() for v in model.variables]
+        return snapshot_values(model)
 
     def run(self, encoder_weights, x, y, seed=0):
         """Fit on (x, y), full batch, from ``encoder_weights`` and a head seeded by ``seed``.
@@ -96,7 +89,7 @@ class ReusableFineTuner:
         keras.utils.set_random_seed(seed)
         encoder = keras.models.clone_model(self.template)
         encoder.set_weights(encoder_weights)
-        values = [v.numpy() for v in build_fault_classifier(encoder, self.num_classes).variables]
+        values = snapshot_values(build_fault_classifier(encoder, self.num_classes))
         if self.head_epochs:
             values = self._fit(self.frozen, self.frozen_start, values, x, y, self.head_epochs)
         self._fit(self.model, self.model_start, values, x, y, self.epochs)

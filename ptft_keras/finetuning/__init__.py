@@ -7,6 +7,7 @@ returns a ``FinetuneResult`` (history, seconds, trainable/total parameters).
 """
 
 from ptft_keras.finetuning.finetune import FinetuneResult, compile_classifier, find_backbone, finetune
+from ptft_keras.finetuning.repeatable import ModelSnapshot, snapshot_values
 from ptft_keras.finetuning.strategies import (
     ALL_STRATEGIES,
     LORA_TARGETS,

@@ -10,7 +10,6 @@ import math
 import time
 
 import keras
-import numpy as np
 
 from ptft_keras.data.validation import check_ids_fit, check_labels
 from ptft_keras.finetuning.strategies import (

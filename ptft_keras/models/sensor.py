@@ -66,14 +66,3 @@ def build_fault_classifier(encoder, num_classes=len(CLASS_NAMES), dropout=0.1,
     pooled = keras.layers.Dropout(dropout)(pooled)
     logits = keras.layers.Dense(num_classes, name="head")(pooled)
     return keras.Model(series, logits, name=name)
-
-
-def compile_classifier(model, learning_rate=1e-3):
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    return model
-
-
