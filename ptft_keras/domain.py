@@ -24,6 +24,7 @@ import pandas as pd
 from ptft_keras import multitask
 from ptft_keras.data.loaders import DOMAINS
 from ptft_keras.layers import GradientReversal
+from ptft_keras.models.classifier import backbone_inputs, pooled_features
 
 
 def dann_lambda(progress, gamma=10.0, max_lambda=1.0):
@@ -104,8 +105,8 @@ def build_dann(backbone, num_classes, num_domains=2, lambda_=1.0, pooling="mean"
     pooled features are a masked mean of ``sequence_output``, so keras-hub's unused pooler gets
     no gradient and Keras says so in a warning).
     """
-    inputs = multitask.backbone_inputs(backbone)
-    features = multitask.pooled_features(backbone, inputs, pooling)
+    inputs = backbone_inputs(backbone)
+    features = pooled_features(backbone, inputs, pooling)
     label = keras.layers.Dropout(dropout, name="label_dropout")(features)
     label = keras.layers.Dense(num_classes, dtype="float32", name="label")(label)
     reversed_ = GradientReversal(lambda_, name="gradient_reversal")(features)

@@ -38,8 +38,7 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
-from ptft_keras.layers import MaskedMeanPooling
-from ptft_keras.models.classifier import sequence_output
+from ptft_keras.models.classifier import backbone_inputs, pooled_features
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
@@ -75,31 +74,6 @@ def check_tasks(tasks):
 
 
 # --- model ---------------------------------------------------------------------------------------
-def backbone_inputs(backbone):
-    """Fresh symbolic inputs matching the backbone's input dict (ours or keras-hub's)."""
-    return {
-        name: keras.Input(shape=tensor.shape[1:], dtype=tensor.dtype, name=name)
-        for name, tensor in backbone.input.items()
-    }
-
-
-def pooled_features(backbone, inputs, pooling="mean"):
-    """Backbone output pooled to one vector per text: (B, S, H) -> (B, H).
-
-    "mean": mean over non-padding tokens (keras-hub's ``padding_mask`` if there is one, else
-    token id != 0); "cls": the first token's hidden state.
-    """
-    x = sequence_output(backbone(inputs))
-    if pooling == "cls":
-        return x[:, 0, :]
-    if pooling != "mean":
-        raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}.")
-    padding_mask = inputs.get("padding_mask")
-    if padding_mask is None:
-        padding_mask = ops.not_equal(inputs["token_ids"], 0)
-    return MaskedMeanPooling(name="mean_pool")(x, padding_mask)
-
-
 def task_head(features, name, spec, head_units=0, dropout=0.1):
     """One task's head on (B, H) features: logits (B, C) or a regression value (B, 1)."""
     x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(features)

@@ -26,30 +26,45 @@ def sequence_output(outputs):
     return outputs
 
 
-def build_classifier(backbone, num_classes=2, pooling="cls", dropout=0.1, name="classifier"):
-    """Backbone + head. pooling: "cls" (first token) or "mean" (over non-padding tokens).
+def backbone_inputs(backbone):
+    """Fresh symbolic inputs matching ``backbone``'s input dict (ours or keras-hub's)."""
+    return {
+        name: keras.Input(shape=tensor.shape[1:], dtype=tensor.dtype, name=name)
+        for name, tensor in backbone.input.items()
+    }
 
-    Inputs: whatever the backbone takes (ours: {"token_ids": (B, S)}; a keras-hub family's:
-    ``families.classification_inputs`` makes them). Output: logits (B, C).
+
+def pooled_features(backbone, inputs, pooling="mean"):
+    """Backbone output pooled to one vector per text: (B, S, H) -> (B, H).
+
+    "mean": mean over the real tokens (keras-hub's ``padding_mask`` / T5's
+    ``encoder_padding_mask`` if the inputs have one, else token id != 0), in float32 so sums over
+    tokens keep their range under mixed precision; "cls": the first token's hidden state.
     """
     if pooling not in ("cls", "mean"):
         raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}.")
-    inputs = {
-        name_: keras.Input(shape=tensor.shape[1:], dtype=tensor.dtype, name=name_)
-        for name_, tensor in backbone.input.items()
-    }
-    x = sequence_output(backbone(inputs))
+    x = sequence_output(backbone(inputs))  # (B, S, H)
     if pooling == "cls":
-        pooled = x[:, 0, :]
-    else:
-        padding_mask = inputs.get("padding_mask", inputs.get("encoder_padding_mask"))
-        if padding_mask is None:
-            padding_mask = ops.not_equal(inputs["token_ids"], 0)
-        pooled = MaskedMeanPooling(name="mean_pool")(x, padding_mask)
+        return x[:, 0, :]
+    padding_mask = inputs.get("padding_mask", inputs.get("encoder_padding_mask"))
+    if padding_mask is None:
+        padding_mask = ops.not_equal(inputs["token_ids"], 0)
+    return MaskedMeanPooling(dtype="float32", name="mean_pool")(x, padding_mask)
+
+
+def build_classifier(backbone, num_classes=2, pooling="mean", dropout=0.1, name="classifier"):
+    """Backbone + head: the ONE classifier builder of the course, for any backbone.
+
+    Inputs: whatever the backbone takes (ours: {"token_ids": (B, S)}; keras-hub's BERT/MiniLM:
+    token_ids, segment_ids, padding_mask; a family's: ``families.classification_inputs``).
+    pooling: "mean" (default) or "cls". Output: float32 logits (B, num_classes).
+    """
+    inputs = backbone_inputs(backbone)
+    pooled = pooled_features(backbone, inputs, pooling)
     pooled = keras.layers.Dropout(dropout, name="head_dropout")(pooled)
+    # float32 logits even under mixed precision: the softmax in the loss needs the range.
     logits = keras.layers.Dense(num_classes, name="head", dtype="float32")(pooled)
     return keras.Model(inputs, logits, name=name)
-
 
 
 def predict_proba(model, x, batch_size=256):

