@@ -1,5 +1,6 @@
 """Each family built tiny, with its own tokenizer, pre-trained a few steps on real text."""
 
+import dataclasses
 import os
 
 import keras
@@ -218,3 +219,27 @@ def test_build_family_rejects_unknown_names(tokenizer_of):
         families.build_family("gpt5", tokenizer_of("gpt2"))
     with pytest.raises(ValueError, match="tiny"):
         families.build_family("gpt2", tokenizer_of("gpt2"), size="huge")
+
+
+def test_families_are_one_registry_of_specs(tokenizer_of, texts, monkeypatch):
+    """The registry is data: one FamilySpec per family; a new family is one more entry."""
+    assert list(families.FAMILIES) == ["gpt2", "bert", "roberta", "albert", "xlnet", "t5",
+                                       "deberta"]
+    for name, spec in families.FAMILIES.items():
+        assert isinstance(spec, families.FamilySpec) and spec.name == name
+        assert families.INFO[name] is spec.info
+        assert set(spec.info) == {"architecture", "objective", "attention", "tokenizer"}
+    # A BERT variant without the NSP head: the spec of RoBERTa's objective on BERT's backbone.
+    spec = dataclasses.replace(
+        families.FAMILIES["bert"], name="bert-mlm",
+        info={**families.INFO["bert"], "objective": "MLM (dynamic masking)"},
+        pretrainer=families.FAMILIES["roberta"].pretrainer,
+        make_data=families.FAMILIES["roberta"].make_data)
+    monkeypatch.setitem(families.FAMILIES, "bert-mlm", spec)
+    family = families.build_family("bert-mlm", tokenizer_of("bert"))
+    assert isinstance(family.backbone, keras_hub.models.BertBackbone)
+    assert family.info["objective"] == "MLM (dynamic masking)"
+    x, y, w = family.make_data(texts[:20], batch_size=4)[0]
+    assert (x["token_ids"][:, 0] == family.tokenizer.cls_token_id).all() and "segment_ids" not in x
+    inputs = families.classification_inputs(family, ["call me ishmael"])
+    assert inputs["token_ids"][0, 0] == family.tokenizer.cls_token_id

@@ -7,7 +7,7 @@ course's other networks.
   ``predict_proba`` turns its logits into probabilities.
 - ``TextClassifier``: raw strings in (WordPiece + packing inside), a ``build_classifier`` model
   behind; one ``.keras`` file.
-- ``build_lstm_classifier``: the book's raw-string LSTM baseline (``TextVectorization`` inside).
+- ``build_lstm_classifier``: the raw-string LSTM baseline (``TextVectorization`` inside).
 - ``minilm``: the real pre-trained MiniLM (sentence-transformers' all-MiniLM-L6-v2), offline.
 - ``clip``: a small image-text contrastive model (chapter 5).
 - ``sensor``: the 1-D convolutional sensor encoder (chapter 5).

@@ -1,7 +1,6 @@
-"""The book's LSTM baseline, done right with Keras 3.
+"""The LSTM baseline: a raw-string classifier in one Keras 3 model.
 
-The book tokenizes with ``keras.preprocessing.text.Tokenizer``, which Keras 3 removed. Here the
-``TextVectorization`` layer is part of the model, so the saved ``.keras`` file takes raw strings
+The ``TextVectorization`` layer is part of the model, so the saved ``.keras`` file takes raw strings
 and carries its own vocabulary: no separate tokenizer file can drift out of sync.
 
 raw strings (B,) -> TextVectorization -> ids (B, S) -> Embedding -> BiLSTM -> Dense -> logits (B, C)

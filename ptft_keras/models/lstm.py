@@ -7,7 +7,7 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="ptft_keras")
 class LSTMBackbone(keras_hub.models.Backbone):
-    """The book's recurrent baseline as a reusable backbone.
+    """A (Bi)LSTM encoder as a reusable backbone (ELMo/ULMFiT-style).
 
     token ids (B, S) -> embedding (B, S, E) -> N x (Bi)LSTM -> (B, S, H) with H = hidden_dim
     (x2 if bidirectional). The embedding is reversible so an MLM head can be tied to it.

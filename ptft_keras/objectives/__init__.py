@@ -18,6 +18,7 @@ from ptft_keras.objectives.causal_lm import (
     generate,
     make_sampler,
 )
+from ptft_keras.objectives.base import Pretrainer
 from ptft_keras.objectives.mlm import (
     MaskedLMPretrainer,
     MLMDataset,

@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from ptft_keras.models.classifier import sequence_output
+from ptft_keras.objectives.base import Pretrainer
 
 
 # --- causal language modelling (GPT) --------------------------------------------------------------
@@ -37,7 +38,7 @@ def causal_lm_arrays(blocks):
 
 
 @keras.saving.register_keras_serializable(package="ptft_keras")
-class CausalLMPretrainer(keras.Model):
+class CausalLMPretrainer(Pretrainer):
     """A decoder backbone + an output layer tied to its token embedding.
 
     inputs: the backbone's (keras-hub GPT-2: ``token_ids``, ``padding_mask``, each (B, S)).
@@ -45,24 +46,13 @@ class CausalLMPretrainer(keras.Model):
     ``ReversibleEmbedding`` (its ``reverse=True`` call is the tied projection h @ E^T).
     """
 
-    def __init__(self, backbone, **kwargs):
-        super().__init__(**kwargs)
-        self.backbone = backbone
+    def __init__(self, backbone, compile=True, **kwargs):
+        super().__init__(backbone, **kwargs)
+        self._compile_on_construction(compile)
 
     def call(self, inputs, training=False):
         x = sequence_output(self.backbone(inputs, training=training))
         return self.backbone.token_embedding(x, reverse=True)
-
-    def get_config(self):
-        config = super().get_config()
-        config["backbone"] = keras.saving.serialize_keras_object(self.backbone)
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
 
 
 def make_sampler(strategy="greedy", temperature=1.0, k=10, p=0.9, seed=None):

@@ -6,6 +6,7 @@ import numpy as np
 from keras import ops
 
 from ptft_keras.layers import TiedOutput
+from ptft_keras.objectives.base import Pretrainer
 
 
 # --- XLNet permutation language modelling -------------------------------------------------------
@@ -80,7 +81,7 @@ def permutation_lm_arrays(token_ids, padding_mask, rng, num_predict):
 
 
 @keras.saving.register_keras_serializable(package="ptft_keras")
-class PermutationLMPretrainer(keras.Model):
+class PermutationLMPretrainer(Pretrainer):
     """XLNet permutation language modelling with two-stream attention.
 
     Reuses every weight of a keras-hub ``XLNetBackbone`` (so the pre-trained backbone is then
@@ -98,9 +99,8 @@ class PermutationLMPretrainer(keras.Model):
                g <- Attn(Q = g, KV = h, query_mask)    (sees only earlier-in-order content).
     """
 
-    def __init__(self, backbone, **kwargs):
-        super().__init__(**kwargs)
-        self.backbone = backbone
+    def __init__(self, backbone, compile=True, **kwargs):
+        super().__init__(backbone, **kwargs)
         self.lm_head = TiedOutput(backbone.content_query_embedding.word_embed, name="lm_head")
         # XLNetBackbone overwrites its ``dropout`` layer attribute with the rate (a float).
         self.query_dropout = keras.layers.Dropout(backbone.dropout)
@@ -115,6 +115,7 @@ class PermutationLMPretrainer(keras.Model):
         embedding = self.backbone.content_query_embedding
         encoding = embedding.relative_positional_encoding(length, length, bsz=batch)
         return ops.transpose(encoding, (1, 0, 2))
+        self._compile_on_construction(compile)
 
     def call(self, inputs, training=False):
         backbone = self.backbone
@@ -141,13 +142,4 @@ class PermutationLMPretrainer(keras.Model):
         query = self.query_dropout(query, training=training)
         return self.lm_head(query)
 
-    def get_config(self):
-        config = super().get_config()
-        config["backbone"] = keras.saving.serialize_keras_object(self.backbone)
-        return config
 
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)

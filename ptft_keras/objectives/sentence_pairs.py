@@ -7,6 +7,7 @@ import keras_hub
 import numpy as np
 
 from ptft_keras.models.classifier import sequence_output
+from ptft_keras.objectives.base import Pretrainer
 from ptft_keras.objectives.mlm import mask_tokens
 
 # --- sentence pairs: NSP (BERT) and SOP (ALBERT) -------------------------------------------------
@@ -123,7 +124,7 @@ def sentence_pair_arrays(
 
 
 @keras.saving.register_keras_serializable(package="ptft_keras")
-class SentencePairPretrainer(keras.Model):
+class SentencePairPretrainer(Pretrainer):
     """MLM + a sentence-pair task (NSP for BERT, SOP for ALBERT), trained jointly.
 
     inputs: the backbone's (token_ids, segment_ids, padding_mask; (B, S)) + mask_positions (B, P).
@@ -133,11 +134,10 @@ class SentencePairPretrainer(keras.Model):
     Subclassed, like ``MaskedLMPretrainer``, so the shared embedding survives save/load.
     """
 
-    def __init__(self, backbone, task="nsp", dropout=0.1, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, backbone, task="nsp", dropout=0.1, compile=True, **kwargs):
+        super().__init__(backbone, **kwargs)
         if task not in ("nsp", "sop"):
             raise ValueError(f"task must be 'nsp' or 'sop', got {task!r}.")
-        self.backbone = backbone
         self.task = task
         self.dropout = dropout
         self.mlm_head = keras_hub.layers.MaskedLMHead(
@@ -148,6 +148,7 @@ class SentencePairPretrainer(keras.Model):
         )
         self.pair_dropout = keras.layers.Dropout(dropout)
         self.pair_head = keras.layers.Dense(2, name=f"{task}_head", dtype="float32")
+        self._compile_on_construction(compile)
 
     def call(self, inputs, training=False):
         backbone_inputs = {k: v for k, v in inputs.items() if k != "mask_positions"}
@@ -160,20 +161,28 @@ class SentencePairPretrainer(keras.Model):
             self.task: self.pair_head(pooled),
         }
 
+    def compile_defaults(self, learning_rate, weight_decay):
+        """Joint loss = MLM loss (mean over masked tokens) + the pair task's loss, equal weights."""
+        token_loss = keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction="mean_with_sample_weight")
+        accuracy = keras.metrics.SparseCategoricalAccuracy
+        return {
+            "optimizer": keras.optimizers.AdamW(learning_rate=learning_rate,
+                                                weight_decay=weight_decay),
+            "loss": {"mlm": token_loss,
+                     self.task: keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
+            "loss_weights": {"mlm": 1.0, self.task: 1.0},
+            "weighted_metrics": {"mlm": [accuracy(name="accuracy")],
+                                 self.task: [accuracy(name="accuracy")]},
+        }
+
     def get_config(self):
         config = super().get_config()
         config.update(
-            backbone=keras.saving.serialize_keras_object(self.backbone),
             task=self.task,
             dropout=self.dropout,
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
 
 
 def compile_sentence_pair(model, learning_rate=1e-3, pair_weight=1.0, weight_decay=0.01,

@@ -5,6 +5,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from ptft_keras.objectives.base import Pretrainer
+
 
 # --- T5 span corruption ---------------------------------------------------------------------------
 def _random_segmentation(num_items, num_segments, rng):
@@ -103,7 +105,7 @@ def span_corruption_arrays(blocks, rng, sentinel_ids, eos_id, pad_id=0, noise_de
 
 
 @keras.saving.register_keras_serializable(package="ptft_keras")
-class Seq2SeqPretrainer(keras.Model):
+class Seq2SeqPretrainer(Pretrainer):
     """A keras-hub ``T5Backbone`` + the tied LM head on the decoder: logits (B, T, V).
 
     inputs: encoder_token_ids, encoder_padding_mask (B, S), decoder_token_ids,
@@ -112,9 +114,9 @@ class Seq2SeqPretrainer(keras.Model):
     override ``fit``/``evaluate`` and do not accept a ``keras.utils.PyDataset``.
     """
 
-    def __init__(self, backbone, **kwargs):
-        super().__init__(**kwargs)
-        self.backbone = backbone
+    def __init__(self, backbone, compile=True, **kwargs):
+        super().__init__(backbone, **kwargs)
+        self._compile_on_construction(compile)
 
     def call(self, inputs, training=False):
         x = self.backbone(inputs, training=training)["decoder_sequence_output"]
@@ -122,16 +124,5 @@ class Seq2SeqPretrainer(keras.Model):
             # T5 scales by d_model^-0.5 before a tied output projection (keeps logits O(1)).
             x = x * ops.cast(self.backbone.hidden_dim**-0.5, x.dtype)
         return self.backbone.token_embedding(x, reverse=True)
-
-    def get_config(self):
-        config = super().get_config()
-        config["backbone"] = keras.saving.serialize_keras_object(self.backbone)
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
 
 
