@@ -23,18 +23,18 @@ import numpy as np
 # check does) leaves the backend alone; running it as a script selects JAX first.
 
 VOCAB, SEQ, HIDDEN, BATCH = 50, 8, 16, 8
-CHECKS = (
+CHECKS = (  # cheap ones first: what ran before a timeout is still reported
     "backend",
-    "transformer_backbone",
-    "transformer_backbone_prenorm",
-    "lstm_backbone",
     "masked_mean_pooling",
     "sentence_embedding",
     "gradient_reversal",
     "tied_output",
-    "mlm_pretrainer",
     "uncertainty_weighting",
     "warmup_linear_decay",
+    "transformer_backbone",
+    "transformer_backbone_prenorm",
+    "lstm_backbone",
+    "mlm_pretrainer",
 )
 
 
@@ -79,7 +79,7 @@ def numpy_masked_mean(sequence, mask):
     return (sequence * weights).sum(1) / np.maximum(weights.sum(1), 1.0)
 
 
-# --- the checks: each returns a short detail string or raises --------------------------------------
+# --- the checks: each returns a short detail string or raises ------------------------------------
 def token_ids(seed=0):
     """(B, S) ids in [5, VOCAB) (no special tokens), right-padded with 0 to ragged lengths >= 3."""
     rng = np.random.default_rng(seed)
@@ -223,7 +223,7 @@ def check_mlm_pretrainer():
     )
     pretrainer = objectives.MaskedLMPretrainer(backbone)
     dataset = objectives.MLMDataset(token_ids(), VOCAB, batch_size=BATCH, seed=0)
-    x, y, weights = dataset[0]
+    x = dataset[0][0]  # (inputs, mask_ids, mask_weights)
     logits = np.asarray(pretrainer(x))
     if logits.shape != (BATCH, x["mask_positions"].shape[1], VOCAB):
         raise AssertionError(f"MLM logits {logits.shape}")
@@ -253,7 +253,7 @@ def check_uncertainty_weighting():
         only_first = float(layer(losses, np.array([1.0, 0.0], "float32")))
         np.testing.assert_allclose(only_first, scale[0] * np.exp(-s[0]) * losses[0] + reg[0] * s[0],
                                    rtol=1e-6)
-        grad = jax.grad(lambda v: layer(v, jnp.asarray(present)))(jnp.asarray(losses))
+        grad = jax.grad(lambda v, f=layer: f(v, jnp.asarray(present)))(jnp.asarray(losses))
         np.testing.assert_allclose(np.asarray(grad), np.array(scale) * np.exp(-s), rtol=1e-6)
         details.append(f"{form} {want:.4f}")
     return ", ".join(details) + "; dL/dL_i = c_i exp(-s_i)"
@@ -272,26 +272,35 @@ def check_warmup_linear_decay():
 
 RUNNERS = {
     "backend": check_backend,
-    "transformer_backbone": check_transformer_backbone,
-    "transformer_backbone_prenorm": lambda: check_transformer_backbone(normalize_first=True),
-    "lstm_backbone": check_lstm_backbone,
     "masked_mean_pooling": check_masked_mean_pooling,
     "sentence_embedding": check_sentence_embedding,
     "gradient_reversal": check_gradient_reversal,
     "tied_output": check_tied_output,
-    "mlm_pretrainer": check_mlm_pretrainer,
     "uncertainty_weighting": check_uncertainty_weighting,
     "warmup_linear_decay": check_warmup_linear_decay,
+    "transformer_backbone": check_transformer_backbone,
+    "transformer_backbone_prenorm": lambda: check_transformer_backbone(normalize_first=True),
+    "lstm_backbone": check_lstm_backbone,
+    "mlm_pretrainer": check_mlm_pretrainer,
 }
 assert tuple(RUNNERS) == CHECKS
 
 
 def where(error):
-    """file:line of the innermost frame of ``error``'s traceback inside the repository."""
-    root = str(Path(__file__).resolve().parents[1])
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename.startswith(root)]
-    frame = (frames or traceback.extract_tb(error.__traceback__))[-1]
-    return f"{os.path.relpath(frame.filename, root)}:{frame.lineno}"
+    """file:line where ``error`` was raised: the innermost frame in ptft_keras/, else in this
+    checkout (not its .venv), else the innermost frame."""
+    root = Path(__file__).resolve().parents[1]
+    frames = traceback.extract_tb(error.__traceback__)
+
+    def under(frame, folder):
+        return Path(frame.filename).resolve().is_relative_to(root / folder)
+
+    ours = [f for f in frames if under(f, "ptft_keras")]
+    ours = ours or [f for f in frames if under(f, "") and not under(f, ".venv")]
+    frame = (ours or frames)[-1]
+    path = Path(frame.filename).resolve()
+    shown = path.relative_to(root) if path.is_relative_to(root) else path
+    return f"{shown}:{frame.lineno}"
 
 
 def main(argv=None):
@@ -299,38 +308,48 @@ def main(argv=None):
     parser.add_argument("--out", help="write the parity inputs and JAX outputs here (JSON)")
     args = parser.parse_args(argv)
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     import keras
 
     import ptft_keras.models  # noqa: F401  (keras-hub, and TF for its tokenizers: seconds)
 
-    print(f"# imports {time.perf_counter() - start:.1f} s", flush=True)
+    def took():
+        return f"[{time.perf_counter() - start:.1f} s, cpu {time.process_time() - cpu:.1f} s]"
+
+    print(f"# imports {took()}", flush=True)
+    if args.out:  # first, so a later timeout leaves the parity check something to compare
+        try:
+            inputs = parity_inputs()
+            outputs = parity_outputs(inputs)
+            Path(args.out).write_text(json.dumps({
+                "inputs": {k: v.tolist() for k, v in inputs.items()},
+                "outputs": {k: v.tolist() for k, v in outputs.items()},
+            }))
+        except Exception:  # noqa: BLE001  (the checks below say what fails)
+            traceback.print_exc(file=sys.stderr)
     failed = 0
     for name in CHECKS:
         keras.utils.set_random_seed(0)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         try:
             detail = RUNNERS[name]()
-        except Exception as error:  # report every check, not only the first failure
+        except Exception as error:  # noqa: BLE001  (report every check, not the first)
             failed += 1
             message = str(error).strip().splitlines()[0] if str(error).strip() else ""
             print(f"FAIL {name}: {type(error).__name__}: {message} ({where(error)})", flush=True)
             traceback.print_exc(file=sys.stderr)
         else:
-            print(f"OK {name}: {detail} [{time.perf_counter() - start:.1f} s]", flush=True)
-
-    if args.out:
-        inputs = parity_inputs()
-        outputs = parity_outputs(inputs)
-        Path(args.out).write_text(json.dumps({
-            "inputs": {k: v.tolist() for k, v in inputs.items()},
-            "outputs": {k: v.tolist() for k, v in outputs.items()},
-        }))
+            print(f"OK {name}: {detail} {took()}", flush=True)
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
     os.environ["KERAS_BACKEND"] = "jax"  # before keras is imported, or it is too late
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # XLA compiles each train step once and runs it once: at toy sizes its optimisation passes
+    # cost more than they save (level 0 halves this script's CPU time, same numbers here).
+    if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's ptft_keras
     sys.exit(main())
