@@ -21,7 +21,7 @@ import jax_subset
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).with_name("jax_subset.py")
-TIMEOUT_S = 120
+TIMEOUT_S = 240
 
 
 def _text(output):
