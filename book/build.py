@@ -95,8 +95,31 @@ def notebook_entry(path, parent):
                 source=path, nb=nb, parent=parent, executed=executed)
 
 
+def render_cells(nb, exporter):
+    """The notebook's cells as HTML; a code cell tagged "solution" (an executed exercise
+    solution) is folded into a collapsed <details> block, the way the notebooks hide it."""
+    parts, run = [], []
+
+    def export(cells):
+        return exporter.from_notebook_node(nbformat.v4.new_notebook(cells=cells,
+                                                                    metadata=nb.metadata))[0]
+
+    for cell in nb.cells:
+        if "solution" in cell.get("metadata", {}).get("tags", []):
+            if run:
+                parts.append(export(run))
+                run = []
+            parts.append('<details class="solution"><summary>Solution (executed)</summary>'
+                         f"{export([cell])}</details>")
+        else:
+            run.append(cell)
+    if run:
+        parts.append(export(run))
+    return "".join(parts)
+
+
 def render_notebook(entry, exporter):
-    cells, _ = exporter.from_notebook_node(entry["nb"])
+    cells = render_cells(entry["nb"], exporter)
     name = entry["source"].name
     back = f" &middot; part of {link(entry['parent'])}" if entry["parent"] else ""
     state = "Executed notebook" if entry["executed"] else "Notebook (not executed: no outputs)"

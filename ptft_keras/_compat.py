@@ -147,3 +147,31 @@ def model_distribute_strategy(model):
     current strategy, so it cannot tell where the model was made.
     """
     return getattr(model, "_distribute_strategy", None)
+
+
+# --- compile state of models that override ``compile`` ------------------------------------------
+def compile_config_with_state(model, config):
+    """``get_compile_config`` for a model with its own ``compile``: also record whether the
+    optimizer was built, i.e. whether the saved file holds optimizer slots (only after training).
+    """
+    if config and model.optimizer is not None:
+        config["optimizer_built"] = bool(model.optimizer.built)
+    return config
+
+
+def restore_compile(model, config):
+    """``compile_from_config`` for a model with its own ``compile``.
+
+    Keras 3.15 (``keras/src/saving/saving_lib.py``, ``_load_state``/``compile_from_config`` in
+    ``trainers/trainer.py``) skips restoring the compile state of a model whose ``compile`` is
+    overridden, with a warning; the saved config holds concrete objects (no "auto"), so
+    recompiling with it restores the optimizer, loss and metrics. The optimizer is built only
+    when the saved one was, or Keras warns that the saved variable counts differ.
+    """
+    import keras
+
+    config = dict(config)
+    optimizer_built = config.pop("optimizer_built", True)
+    model.compile(**keras.saving.deserialize_keras_object(config))
+    if optimizer_built and model.built:
+        model.optimizer.build(model.trainable_variables)

@@ -29,6 +29,10 @@ def _write_sources(root):
         # An output that would load a script from a CDN: the build must drop it.
         new_code_cell("show()", execution_count=2, outputs=[
             new_output("display_data", data={"text/html": CDN_SCRIPT + "<b>plot</b>"})]),
+        # An executed exercise solution: folded into a collapsed block on the page.
+        new_code_cell("# Solution to exercise 1\nprint(6 * 7)", execution_count=3,
+                      metadata={"tags": ["solution", "hide-input"]},
+                      outputs=[new_output("stream", name="stdout", text="solution says 42\n")]),
     ])
     nbformat.write(executed, notebooks / "ch01_demo.ipynb")
     nbformat.write(new_notebook(cells=[new_code_cell("x = 1")]), notebooks / "zz_unrun.ipynb")
@@ -98,6 +102,17 @@ def test_offline_no_external_scripts_or_styles(book):
         assert not re.search(r"@import|url\([\"']?(https?:)?//", text, re.I), path
         if path.suffix == ".html":
             assert "http://" not in text and "https://" not in text, path  # e.g. a MathJax CDN
+
+
+def test_solution_cells_are_collapsed_with_their_output(book):
+    out, _ = book
+    page = (out / "nb_ch01_demo.html").read_text(encoding="utf-8")
+    block = re.search(r'<details class="solution"><summary>[^<]*</summary>(.*?)</details>', page,
+                      re.S)
+    assert block, "the solution cell is not inside a collapsed <details> block"
+    assert "solution says 42" in block.group(1) and "6" in block.group(1)
+    assert "hello from the notebook" not in block.group(1)  # the other cells stay outside
+    assert page.index("hello from the notebook") < page.index('<details class="solution">')
 
 
 def test_unexecuted_notebook_builds_with_a_warning(book):

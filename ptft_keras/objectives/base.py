@@ -12,6 +12,8 @@ they all do the same way:
 
 import keras
 
+from ptft_keras import _compat
+
 
 class Pretrainer(keras.Model):
     """Base class of the course's pre-trainers (one level deep, no further hierarchy).
@@ -53,23 +55,10 @@ class Pretrainer(keras.Model):
         super().compile(**chosen, jit_compile=jit_compile, **{**defaults, **kwargs})
 
     def get_compile_config(self):
-        config = super().get_compile_config()
-        if config and self.optimizer is not None:
-            # Whether the saved file holds optimizer state (slots exist only after training).
-            config["optimizer_built"] = bool(self.optimizer.built)
-        return config
+        return _compat.compile_config_with_state(self, super().get_compile_config())
 
     def compile_from_config(self, config):
-        # Keras skips ``compile_from_config`` for models whose ``compile`` is overridden; the
-        # saved config holds concrete objects (no "auto"), so recompiling with it restores the
-        # optimizer, loss and metrics the model was saved with. The optimizer is built only
-        # when the saved one was, or Keras warns that the variable counts differ.
-        config = dict(config)
-        optimizer_built = config.pop("optimizer_built", True)
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        if optimizer_built and self.built:
-            self.optimizer.build(self.trainable_variables)
+        _compat.restore_compile(self, config)
 
     def get_config(self):
         config = super().get_config()
