@@ -5,6 +5,7 @@ QUICK (the default) uses small data slices and small models so that every notebo
 Choose with the environment variable ``PTFT_MODE`` (``QUICK`` or ``FULL``).
 """
 
+import contextlib
 import os
 import platform
 import random
@@ -120,3 +121,23 @@ def env_report(seed_value=None):
     for key, value in lines.items():
         print(f"{key:>10}: {value}")
     return lines
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Send file descriptor 2 to /dev/null for the ``with`` block (wrap the first TF import).
+
+    TensorFlow's C++ start-up notices (oneDNN, "no CUDA driver", absl's pre-init line) are
+    written straight to descriptor 2 before its logging is initialised, so
+    ``TF_CPP_MIN_LOG_LEVEL`` cannot hide them, and they would fill every notebook's first
+    output. Python warnings and exceptions still show: they go through ``sys.stderr``, which
+    Jupyter does not route through descriptor 2.
+    """
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(null)
+        os.close(saved)

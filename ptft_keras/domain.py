@@ -3,16 +3,14 @@
 - ``cross_domain_matrix``: train on each source domain, test on every target domain
   (movie -> product -> tweet -> news), and the drop against in-domain training.
 - ``continue_pretraining``: domain-adaptive continued MLM pre-training on unlabeled target text
-  (Gururangan et al. 2020, "Don't Stop Pretraining"), reusing ``ptft_keras.pretraining``.
+  (Gururangan et al. 2020, "Don't Stop Pretraining"), reusing ``objectives.mlm``.
 - ``build_dann``: domain-adversarial training (Ganin et al. 2016). A domain classifier sits
   behind a ``GradientReversal`` layer: it learns to tell the domains apart, while the reversed
   gradient pushes the shared features to make that impossible, i.e. domain-invariant. The label
   head trains on labelled source rows only; target rows (no labels) train the domain head only.
 - ``DomainBalancedSampler``: every batch holds the same number of rows from every domain.
 
-The book's cross-domain code adds a layer to a loaded model with ``add`` and uses categorical
-cross-entropy on integer labels; here heads are built with the Functional API and integer labels
-use *sparse* categorical cross-entropy.
+Heads are built with the Functional API; integer labels use *sparse* categorical cross-entropy.
 """
 
 import math
@@ -22,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ptft_keras import multitask
+from ptft_keras.data.datasets import EpochDataset
 from ptft_keras.data.loaders import DOMAINS
 from ptft_keras.layers import GradientReversal
 from ptft_keras.models.classifier import backbone_inputs, pooled_features
@@ -151,7 +150,7 @@ def concat_arrays(*parts):
     )
 
 
-class DomainBalancedSampler(keras.utils.PyDataset):
+class DomainBalancedSampler(EpochDataset):
     """Batches with batch_size / K rows from each of the K domains, whatever their sizes.
 
     parts: {domain: (x, y, sample_weight)} (e.g. from ``domain_arrays``). A small domain is
@@ -161,7 +160,6 @@ class DomainBalancedSampler(keras.utils.PyDataset):
     """
 
     def __init__(self, parts, batch_size=32, steps_per_epoch=None, seed=0, **kwargs):
-        super().__init__(**kwargs)
         self.names = list(parts)
         if not self.names:
             raise ValueError("DomainBalancedSampler needs at least one domain.")
@@ -174,37 +172,21 @@ class DomainBalancedSampler(keras.utils.PyDataset):
         self.per_domain = batch_size // len(self.names)
         self.sizes = {d: len(next(iter(parts[d][0].values()))) for d in self.names}
         self.steps = int(steps_per_epoch or math.ceil(max(self.sizes.values()) / self.per_domain))
-        self.seed = seed
-        self.epoch = 0
-        self._plan()  # epoch 0's plan exists before fit, so it can be inspected
-        self._started = False
+        super().__init__(batch_size=batch_size, seed=seed, shuffle=False, **kwargs)
 
-    def _plan(self):
-        rng = np.random.default_rng([self.seed, self.epoch])
+    def make_epoch(self, rng):
         count = self.steps * self.per_domain
         self.rows = {
             d: multitask.index_stream(rng, self.sizes[d], count).reshape(self.steps, -1)
             for d in self.names
         }
-
-    def __len__(self):
-        return self.steps
-
-    def __getitem__(self, index):
-        pieces = [
-            tuple({k: np.asarray(v)[self.rows[d][index]] for k, v in part.items()}
-                  for part in self.parts[d])
-            for d in self.names
-        ]
-        return concat_arrays(*pieces)
-
-    def on_epoch_begin(self):
-        # Keras calls this once at the start of every epoch (and also calls on_epoch_end, and
-        # peeks at a batch, before the first): the first call keeps the plan made in __init__.
-        if self._started:
-            self.epoch += 1
-            self._plan()
-        self._started = True
+        # Batch b: per_domain rows of the first domain, then of the second, ...
+        return tuple(
+            {key: np.stack([np.asarray(self.parts[d][i][key])[self.rows[d]] for d in self.names],
+                           axis=1).reshape(count * len(self.names), *np.shape(value)[1:])
+             for key, value in self.parts[self.names[0]][i].items()}
+            for i in range(3)
+        )
 
 
 # --- cross-domain evaluation ---------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Multi-task learning: one shared backbone, one head per task (chapter 4.1).
 
 ``build_multitask_model`` is a Functional multi-output model: the backbone's inputs -> pooled
-features (B, H) -> one head per task -> ``{task: output}``. (The book stacks two outputs in a
-``Sequential`` model, which cannot work: a Sequential model has exactly one output.)
+features (B, H) -> one head per task -> ``{task: output}`` (a multi-output model needs the
+Functional API: a ``Sequential`` model has exactly one output).
 
     tasks = {"sentiment": {"type": "classification", "num_classes": 2},
              "domain":    {"type": "classification", "num_classes": 4},
@@ -20,9 +20,9 @@ and a task with no labels in a batch contributes exactly 0 loss and 0 gradient.
 Weighting the task losses, L = sum_i w_i L_i:
 
 - static: ``compile_multitask(..., loss_weights={...})`` (Keras ``loss_weights``);
-- staged (the book's "hierarchical optimization"): ``staged_training`` trains the shared layers
-  together with the heads, then freezes the shared layers and keeps training the heads. The
-  heads are trained in both stages (the book says they stay fixed: they do not);
+- staged ("hierarchical optimization"): ``staged_training`` trains the shared layers together
+  with the heads, then freezes the shared layers and keeps training the heads (the heads learn
+  in both stages);
 - adaptive: ``MultiTaskTrainer(model, tasks, weighting="uncertainty")`` learns one log-variance
   per task (Kendall, Gal & Cipolla 2018); ``DynamicWeightAveraging`` (Liu, Johns & Davison 2019)
   re-weights tasks every epoch by how fast their losses fall.
@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
+from ptft_keras.data.datasets import EpochDataset
 from ptft_keras.models.classifier import backbone_inputs, pooled_features
 
 CLASSIFICATION = "classification"
@@ -435,8 +436,8 @@ def staged_training(model, backbone, tasks, x, y, sample_weight=None, validation
     """Two stages: ``"shared"`` trains backbone + heads together, ``"heads"`` freezes the backbone
     and trains the heads only (each head adapts to the final shared features).
 
-    The heads learn in BOTH stages (the book says they stay fixed: a head that never learns
-    cannot help the shared layers, nor predict anything). Each stage recompiles (Keras reads
+    The heads learn in both stages (a head that never learned could not predict anything).
+    Each stage recompiles (Keras reads
     ``trainable`` at compile time), with its own learning rate. The backbone is trainable again
     when this returns. Returns {"shared": History, "heads": History}.
     """
@@ -474,24 +475,20 @@ def index_stream(rng, n, count):
     return np.concatenate([rng.permutation(n) for _ in range(passes)])[:count]
 
 
-def _take(inputs, rows):
-    return {k: np.asarray(v)[rows] for k, v in inputs.items()}
-
-
-class TaskSampler(keras.utils.PyDataset):
+class TaskSampler(EpochDataset):
     """Batches for a multi-task model, each from ONE task, task i drawn with p_i ∝ n_i^(1/T).
 
     task_data: {task: (x, labels)} with x a dict of arrays (or a token-id array) and labels (n_i,)
-    for that task only. Every batch is (x, y, sample_weight) with y and sample_weight holding all
-    tasks: the drawn task's labels with weight 1, placeholders with weight 0 for the others.
-    ``steps_per_epoch`` defaults to sum(n_i) / batch_size. Each epoch's plan (which task, which
-    rows) is fixed by (seed, epoch), so a run is reproducible. ``self.plan_tasks`` lists the
-    task of each batch of the current epoch.
+    for that task only; every task's x has the same keys and row shape. Every batch is
+    (x, y, sample_weight) with y and sample_weight holding all tasks: the drawn task's labels
+    with weight 1, placeholders with weight 0 for the others. ``steps_per_epoch`` defaults to
+    sum(n_i) / batch_size. Each epoch's plan (which task, which rows) is fixed by (seed, epoch),
+    so a run is reproducible. ``self.plan_tasks`` lists the task of each batch of the current
+    epoch (epoch 0's exists before fit, so it can be inspected).
     """
 
     def __init__(self, task_data, tasks, batch_size=32, temperature=1.0, steps_per_epoch=None,
                  seed=0, **kwargs):
-        super().__init__(**kwargs)
         self.tasks = check_tasks(tasks)
         unknown = set(task_data) - set(self.tasks)
         if unknown:
@@ -501,51 +498,48 @@ class TaskSampler(keras.utils.PyDataset):
         for task in self.names:
             x, labels = task_data[task]
             x = x if isinstance(x, dict) else {"token_ids": np.asarray(x)}
-            self.data[task] = (x, np.asarray(labels))
+            self.data[task] = ({k: np.asarray(v) for k, v in x.items()}, np.asarray(labels))
+        first = self.data[self.names[0]][0] if self.names else {}
+        for task in self.names:  # one model, one input layout: the batches stack into arrays
+            x = self.data[task][0]
+            if {k: v.shape[1:] for k, v in x.items()} != {k: v.shape[1:] for k, v in first.items()}:
+                raise ValueError(
+                    f"Task {task!r}: inputs {sorted(x)} with row shapes "
+                    f"{[x[k].shape[1:] for k in sorted(x)]} differ from task "
+                    f"{self.names[0]!r}'s; every task needs the same input keys and shapes."
+                )
         self.sizes = np.array([len(self.data[t][1]) for t in self.names])
         self.probabilities = sampling_probabilities(self.sizes, temperature)
-        self.batch_size = int(batch_size)
-        self.steps = int(steps_per_epoch or max(1, self.sizes.sum() // self.batch_size))
-        self.seed = seed
-        self.epoch = 0
-        self._plan()  # epoch 0's plan exists before fit, so it can be inspected
-        self._started = False
+        batch_size = int(batch_size)
+        self.steps = int(steps_per_epoch or max(1, self.sizes.sum() // batch_size))
+        super().__init__(batch_size=batch_size, seed=seed, shuffle=False, **kwargs)
 
-    def _plan(self):
-        rng = np.random.default_rng([self.seed, self.epoch])
+    def make_epoch(self, rng):
+        batch = self.batch_size
         choice = rng.choice(len(self.names), size=self.steps, p=self.probabilities)
         self.plan_tasks = [self.names[i] for i in choice]
         self.plan_rows = [None] * self.steps
         for i, task in enumerate(self.names):
             steps = np.flatnonzero(choice == i)
-            rows = index_stream(rng, self.sizes[i], len(steps) * self.batch_size)
+            rows = index_stream(rng, self.sizes[i], len(steps) * batch)
             for j, step in enumerate(steps):
-                self.plan_rows[step] = rows[j * self.batch_size : (j + 1) * self.batch_size]
-
-    def __len__(self):
-        return self.steps
-
-    def __getitem__(self, index):
-        task, rows = self.plan_tasks[index], self.plan_rows[index]
-        x, labels = self.data[task]
+                self.plan_rows[step] = rows[j * batch : (j + 1) * batch]
+        # Batch b is rows b*B..(b+1)*B: the plan laid out one batch after the other.
+        x = {key: np.concatenate([self.data[task][0][key][rows] for task, rows in
+                                  zip(self.plan_tasks, self.plan_rows)])
+             for key in self.data[self.names[0]][0]}
+        rows = np.concatenate(self.plan_rows)
+        task_of_row = np.repeat(choice, batch)
         y, weights = {}, {}
         for name, spec in self.tasks.items():
             dtype = "int32" if spec["type"] == CLASSIFICATION else "float32"
-            if name == task:
-                y[name] = labels[rows].astype(dtype)
-                weights[name] = np.ones(len(rows), "float32")
-            else:  # placeholder label, weight 0: this task's loss ignores the batch
-                y[name] = np.zeros(len(rows), dtype)
-                weights[name] = np.zeros(len(rows), "float32")
-        return _take(x, rows), y, weights
-
-    def on_epoch_begin(self):
-        # Keras calls this once at the start of every epoch (and also calls on_epoch_end, and
-        # peeks at a batch, before the first): the first call keeps the plan made in __init__.
-        if self._started:
-            self.epoch += 1
-            self._plan()
-        self._started = True
+            y[name] = np.zeros(len(rows), dtype)  # placeholder label, weight 0: loss ignores it
+            weights[name] = np.zeros(len(rows), "float32")
+            if name in self.data:
+                mine = task_of_row == self.names.index(name)
+                y[name][mine] = self.data[name][1][rows[mine]].astype(dtype)
+                weights[name][mine] = 1.0
+        return x, y, weights
 
 
 # --- evaluation and single- vs multi-task comparison ---------------------------------------------

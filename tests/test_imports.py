@@ -174,3 +174,17 @@ def test_dir_lists_the_subpackages(keras_side):
     top_level = {p.stem for p in PACKAGE.iterdir()
                  if not p.name.startswith("_") and (p.suffix == ".py" or (p / "__init__.py").exists())}
     assert top_level <= listing, f"dir(ptft_keras) misses {sorted(top_level - listing)}"
+
+
+def test_native_stderr_silenced_hides_descriptor_2_only_inside_the_block():
+    script = (
+        "import os, sys\n"
+        "from ptft_keras import config\n"
+        "with config.native_stderr_silenced():\n"
+        "    os.write(2, b'HIDDEN\\n')\n"
+        "os.write(2, b'SHOWN\\n')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "SHOWN" in run.stderr and "HIDDEN" not in run.stderr

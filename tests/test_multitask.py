@@ -310,6 +310,16 @@ def test_task_sampler_is_reproducible_and_feeds_fit(model_and_data):
     assert a.epoch == 1 and seen[1] != seen[0]  # and every epoch gets a fresh one
 
 
+def test_task_sampler_needs_one_input_layout_for_all_tasks():
+    longer = np.ones((3, SEQ + 1), "int32")
+    with pytest.raises(ValueError, match="same input keys and shapes"):
+        M.TaskSampler({"sentiment": (token_ids(4), np.arange(4) % 2),
+                       "rating": (longer, np.zeros(3))}, TASKS, batch_size=2)
+    with pytest.raises(ValueError, match="same input keys and shapes"):
+        M.TaskSampler({"sentiment": (token_ids(4), np.arange(4) % 2),
+                       "rating": ({"ids": token_ids(3)}, np.zeros(3))}, TASKS, batch_size=2)
+
+
 # --- saving and comparison -----------------------------------------------------------------------
 def test_multi_output_model_and_trainer_reload_with_identical_outputs(model_and_data, tmp_path):
     _, model, (x, _, _) = model_and_data

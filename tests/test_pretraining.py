@@ -69,7 +69,9 @@ def test_a_few_steps_reduce_masked_loss_and_perplexity_is_exp_loss():
     model = objectives.compile_mlm(objectives.MaskedLMPretrainer(backbone), 5e-3)
     data = objectives.MLMDataset(ids, 100, batch_size=32, seed=0)
     before = objectives.evaluate_mlm(model, data)
-    model.fit(data, epochs=10, verbose=0)
+    # 14 epochs of 8 steps: the loss plateaus near log(V) first, and when it breaks away depends
+    # on the masks drawn (10 epochs left the ratio at 0.64 or 0.70 depending on the draws).
+    model.fit(data, epochs=14, verbose=0)
     after = objectives.evaluate_mlm(model, data)
     assert after["loss"] < 0.7 * before["loss"]
     assert after["masked_accuracy"] > before["masked_accuracy"]

@@ -26,8 +26,11 @@ fault classes.
 """
 
 
-import keras
+import copy
+
 import numpy as np
+
+from ptft_keras.data.datasets import EpochDataset
 
 CLASS_NAMES = ("normal", "imbalance", "misalignment", "bearing_fault")
 
@@ -151,30 +154,19 @@ def mask_series(x, mask_rate=0.25, span=8, seed=0):
     return masked, x.copy(), weights
 
 
-class MaskedSeriesBatches(keras.utils.PyDataset):
+class MaskedSeriesBatches(EpochDataset):
     """(masked, target, weights) batches for ``fit``, re-masked every epoch (dynamic masking)."""
 
+    shuffle_after = False  # the order is drawn first, then the spans of the ordered rows
+
     def __init__(self, x, batch_size=64, mask_rate=0.25, span=8, seed=0, **kwargs):
-        super().__init__(**kwargs)
         self.x = np.asarray(x, dtype="float32")
-        self.batch_size, self.mask_rate, self.span = int(batch_size), mask_rate, span
-        self.seed, self.epoch = seed, 0
-        self._prepare_epoch()
+        self.mask_rate, self.span = mask_rate, span
+        super().__init__(batch_size=batch_size, seed=seed, **kwargs)
 
-    def _prepare_epoch(self):
-        rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(len(self.x))
-        self.batch = mask_series(self.x[order], self.mask_rate, self.span, [self.seed, self.epoch])
-
-    def __len__(self):
-        return int(np.ceil(len(self.x) / self.batch_size))
-
-    def __getitem__(self, index):
-        part = slice(index * self.batch_size, (index + 1) * self.batch_size)
-        return tuple(array[part] for array in self.batch)
-
-    def on_epoch_end(self):
-        self.epoch += 1
-        self._prepare_epoch()
-
-
+    def make_epoch(self, rng):
+        # The spans come from a generator in the same start state as the one the order is drawn
+        # from (as they always did), so the batches of each (seed, epoch) stay the same.
+        spans_rng = copy.deepcopy(rng)
+        order = self.row_order(rng, len(self.x))
+        return mask_series(self.x[order], self.mask_rate, self.span, spans_rng)

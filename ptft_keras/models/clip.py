@@ -24,6 +24,7 @@ embeddings that should be close. CLIP ignores this (web captions rarely repeat e
 pairs, which needs the class labels and so is no longer label-free. Plain CLIP is the default.
 """
 
+import copy
 import math
 import re
 
@@ -31,6 +32,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from ptft_keras.data.datasets import EpochDataset
 from ptft_keras.layers import MaskedMeanPooling
 
 IMAGE_SHAPE = (8, 8, 1)
@@ -137,41 +139,32 @@ class CaptionTokenizer:
         return ids
 
 
-class CaptionedDigits(keras.utils.PyDataset):
+class CaptionedDigits(EpochDataset):
     """Batches ``{"images", "token_ids"}, labels`` for ``fit``, new captions every epoch.
 
     Redrawing the template each epoch is data augmentation: an image is seen with many
     phrasings of its digit. Epoch e with seed s always draws the same captions and order.
     """
 
+    shuffle_after = False  # the order is drawn first, then a caption for each ordered row
+
     def __init__(self, images, labels, tokenizer, batch_size=64, seed=0,
                  templates=CAPTION_TEMPLATES, **kwargs):
-        super().__init__(**kwargs)
         self.images, self.labels = np.asarray(images, "float32"), np.asarray(labels, "int32")
         check_pairs(self.images, self.labels)
-        self.tokenizer, self.batch_size = tokenizer, int(batch_size)
-        self.seed, self.templates, self.epoch = seed, templates, 0
-        self._prepare_epoch()
-
-    def _prepare_epoch(self):
-        rng_seed = [self.seed, self.epoch]
-        self.order = np.random.default_rng(rng_seed).permutation(len(self.images))
-        captions = digit_captions(self.labels[self.order], rng_seed, self.templates)
-        self.token_ids = self.tokenizer(captions)
-
-    def __len__(self):
+        self.tokenizer, self.templates = tokenizer, templates
         # Drop the ragged last batch: a batch of 3 gives an easy 3-way contrastive task.
-        return max(len(self.images) // self.batch_size, 1)
+        super().__init__(batch_size=batch_size, seed=seed, drop_remainder=True, **kwargs)
 
-    def __getitem__(self, index):
-        part = slice(index * self.batch_size, (index + 1) * self.batch_size)
-        rows = self.order[part]
-        inputs = {"images": self.images[rows], "token_ids": self.token_ids[part]}
-        return inputs, self.labels[rows]
-
-    def on_epoch_end(self):
-        self.epoch += 1
-        self._prepare_epoch()
+    def make_epoch(self, rng):
+        # The templates come from a generator in the same start state as the one the order is
+        # drawn from (as they always did), so the batches of each (seed, epoch) stay the same.
+        templates_rng = copy.deepcopy(rng)
+        self.order = self.row_order(rng, len(self.images))
+        captions = digit_captions(self.labels[self.order], templates_rng, self.templates)
+        self.token_ids = self.tokenizer(captions)
+        return ({"images": self.images[self.order], "token_ids": self.token_ids},
+                self.labels[self.order])
 
 
 def check_pairs(images, other):

@@ -19,7 +19,9 @@ import keras_hub
 import numpy as np
 from keras import ops
 
+from ptft_keras.data.datasets import EpochDataset
 from ptft_keras.models.classifier import sequence_output
+from ptft_keras.objectives.base import Pretrainer
 from ptft_keras.tokenizers import CLS, MASK, PAD, SEP, SPECIAL_TOKENS
 
 
@@ -78,7 +80,7 @@ def mask_tokens(
     }
 
 
-class MLMDataset(keras.utils.PyDataset):
+class MLMDataset(EpochDataset):
     """Batches of masked token ids for ``fit``: (inputs, mask_ids, mask_weights).
 
     ``dynamic=True`` draws new masks every epoch (RoBERTa); ``dynamic=False`` masks every
@@ -86,54 +88,34 @@ class MLMDataset(keras.utils.PyDataset):
     Reproducible: epoch e of a dataset with seed s always gets the same masks.
     """
 
+    shuffle_after = False  # the order is drawn first, then the masks of the ordered rows
+
     def __init__(
         self, token_ids, vocabulary_size, batch_size=32, dynamic=True, seed=0, shuffle=True,
         extra_inputs=None, **mask_kwargs,
     ):
-        super().__init__()
         self.token_ids = np.asarray(token_ids)
         if len(self.token_ids) == 0:
             raise ValueError("MLMDataset got no sequences: the pre-training corpus is empty.")
         self.vocabulary_size = vocabulary_size
-        self.batch_size = batch_size
-        self.dynamic = dynamic
-        self.seed = seed
-        self.shuffle = shuffle
         # Constant inputs some backbones need besides token ids (keras-hub BERT: segment_ids).
         self.extra_inputs = extra_inputs or {}
         self.mask_kwargs = mask_kwargs
-        self.epoch = 0
-        self._prepare_epoch()
+        super().__init__(batch_size=batch_size, dynamic=dynamic, seed=seed, shuffle=shuffle)
 
-    def _prepare_epoch(self):
-        rng = np.random.default_rng([self.seed, self.epoch if self.dynamic else 0])
-        self.order = rng.permutation(len(self.token_ids)) if self.shuffle else np.arange(
-            len(self.token_ids)
-        )
+    def make_epoch(self, rng):
+        self.order = self.row_order(rng, len(self.token_ids))
         self.masked = mask_tokens(
             self.token_ids[self.order], rng, self.vocabulary_size, **self.mask_kwargs
         )
-
-    def __len__(self):
-        return int(math.ceil(len(self.token_ids) / self.batch_size))
-
-    def __getitem__(self, index):
-        part = slice(index * self.batch_size, (index + 1) * self.batch_size)
-        inputs = {
-            "token_ids": self.masked["token_ids"][part],
-            "mask_positions": self.masked["mask_positions"][part],
-        }
+        inputs = {key: self.masked[key] for key in ("token_ids", "mask_positions")}
         for key, make in self.extra_inputs.items():
             inputs[key] = make(inputs["token_ids"])
-        return inputs, self.masked["mask_ids"][part], self.masked["mask_weights"][part]
-
-    def on_epoch_end(self):
-        self.epoch += 1
-        self._prepare_epoch()
+        return inputs, self.masked["mask_ids"], self.masked["mask_weights"]
 
 
 @keras.saving.register_keras_serializable(package="ptft_keras")
-class MaskedLMPretrainer(keras.Model):
+class MaskedLMPretrainer(Pretrainer):
     """Backbone + MLM head tied to the backbone's token embedding.
 
     inputs: the backbone's inputs plus ``mask_positions`` int (B, P).
@@ -146,86 +128,22 @@ class MaskedLMPretrainer(keras.Model):
     """
 
     def __init__(self, backbone, compile=True, **kwargs):
-        super().__init__(**kwargs)
-        self.backbone = backbone
+        super().__init__(backbone, **kwargs)
         self.mlm_head = keras_hub.layers.MaskedLMHead(
             token_embedding=backbone.token_embedding,
             intermediate_activation="gelu",
             layer_norm_epsilon=1e-12,
             name="mlm_head",
         )
-        if compile:
-            # Like keras-hub's tasks: ready to ``fit`` with the course's defaults; call
-            # ``compile(...)`` (or ``compile_mlm``) again to change them.
-            self.compile()
+        self._compile_on_construction(compile)
 
-    def compile(
-        self,
-        optimizer="auto",
-        loss="auto",
-        weighted_metrics="auto",
-        learning_rate=1e-3,
-        weight_decay=0.01,
-        jit_compile="auto",
-        **kwargs,
-    ):
-        """``keras.Model.compile`` with the course's MLM defaults for every "auto" argument.
-
-        optimizer: AdamW(``learning_rate``, ``weight_decay``); loss: cross-entropy on logits
-        divided by the number of masked tokens; weighted_metrics: accuracy over the masked
-        tokens, named "masked_accuracy". ``learning_rate`` / ``weight_decay`` only shape the
-        "auto" optimizer. Other keyword arguments go to ``keras.Model.compile``.
-        """
-        defaults = mlm_compile_defaults(learning_rate, weight_decay)
-        super().compile(
-            optimizer=defaults["optimizer"] if _is_auto(optimizer) else optimizer,
-            loss=defaults["loss"] if _is_auto(loss) else loss,
-            weighted_metrics=(
-                defaults["weighted_metrics"] if _is_auto(weighted_metrics) else weighted_metrics
-            ),
-            jit_compile=jit_compile,
-            **kwargs,
-        )
-
-    def get_compile_config(self):
-        config = super().get_compile_config()
-        if config and self.optimizer is not None:
-            # Whether the saved file holds optimizer state (slots exist only after training).
-            config["optimizer_built"] = bool(self.optimizer.built)
-        return config
-
-    def compile_from_config(self, config):
-        # Keras skips ``compile_from_config`` for models whose ``compile`` is overridden; the
-        # saved config holds concrete objects (no "auto"), so recompiling with it restores the
-        # optimizer, loss and metrics the model was saved with. Building the optimizer lets
-        # Keras then load its saved state; it is left unbuilt when the saved one was (a model
-        # saved before training), or Keras warns that the variable counts differ.
-        config = dict(config)
-        optimizer_built = config.pop("optimizer_built", True)
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        if optimizer_built and self.built:
-            self.optimizer.build(self.trainable_variables)
+    def compile_defaults(self, learning_rate, weight_decay):
+        return mlm_compile_defaults(learning_rate, weight_decay)  # "masked_accuracy"
 
     def call(self, inputs, training=False):
         backbone_inputs = {k: v for k, v in inputs.items() if k != "mask_positions"}
         x = sequence_output(self.backbone(backbone_inputs, training=training))
         return self.mlm_head(x, mask_positions=inputs["mask_positions"])
-
-    def get_config(self):
-        config = super().get_config()
-        config["backbone"] = keras.saving.serialize_keras_object(self.backbone)
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
-
-
-def _is_auto(value):
-    return isinstance(value, str) and value == "auto"
 
 
 def mlm_compile_defaults(learning_rate=1e-3, weight_decay=0.01, metric_name="masked_accuracy"):
