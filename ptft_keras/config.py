@@ -79,6 +79,45 @@ def device_name():
     return f"{len(found)} x {name}"
 
 
+_STRATEGIES = {}  # (mode, GPU names) -> strategy or None
+
+
+def distribute_strategy():
+    """The ``tf.distribute`` strategy to train with on this machine, or None for plain Keras.
+
+    FULL mode with more than one GPU: a ``MirroredStrategy`` over all of them (data parallel:
+    ``batch_size`` is global, split evenly; gradients all-reduced with NCCL). Otherwise (QUICK
+    mode, one GPU, CPU only): None, one device, nothing to distribute. Memoised: every call
+    returns the same strategy object, which matters because a model must be built in the very
+    strategy's ``scope()`` it is trained with. Call it after ``setup()`` (creating the strategy
+    initialises the GPUs). Pass it on unchanged::
+
+        strategy = config.distribute_strategy()
+        with config.strategy_scope():
+            backbone = models.TransformerBackbone(...)
+            classifier = models.build_classifier(backbone, 2)
+        finetuning.finetune(classifier, train, validation, distribute_strategy=strategy)
+        objectives.compile_mlm(pretrainer, distribute_strategy=strategy)
+    """
+    found = tuple(getattr(gpu, "name", str(gpu)) for gpu in gpus())
+    key = (mode(), found)
+    if key not in _STRATEGIES:
+        strategy = None
+        if key[0] == "FULL" and len(found) > 1:
+            import tensorflow as tf
+
+            strategy = tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(len(found))])
+        _STRATEGIES[key] = strategy
+    return _STRATEGIES[key]
+
+
+def strategy_scope():
+    """``distribute_strategy().scope()``, or a no-op context when that is None: build models in
+    it so that they belong to the strategy ``finetune``/``compile_mlm`` are then given."""
+    strategy = distribute_strategy()
+    return contextlib.nullcontext() if strategy is None else strategy.scope()
+
+
 def setup(seed_value=None, mixed_precision="auto"):
     """Seed everything, pick the device and precision; returns the seed used.
 
