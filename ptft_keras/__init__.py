@@ -53,6 +53,7 @@ _KERAS = (
     "domain",
     "scaling",
     "experiments",
+    "saving",
 )
 _TF_ONLY = ("distributed",)  # tf.distribute: TensorFlow backend only
 __all__ = list(_LIGHT + _KERAS + _TF_ONLY)

@@ -1,8 +1,10 @@
 """Tokenizers: train a WordPiece vocabulary in seconds, use it from keras-hub.
 
-Why two libraries: Hugging Face ``tokenizers`` (Rust) trains an 8k vocabulary on 10 MB of text in
-about 2 s, where keras-hub's ``compute_word_piece_vocabulary`` takes minutes. The vocabulary is
-plain WordPiece, so keras-hub's ``WordPieceTokenizer`` reads it and produces the same ids
+Why two libraries: training uses Hugging Face ``tokenizers``' BERT normalizer and pre-tokenizer
+(Rust) and its WordPiece training algorithm, re-implemented here so that ties break the same
+way in every process (16k tokens on 3 MB of text in a few seconds; keras-hub's
+``compute_word_piece_vocabulary`` takes minutes). The vocabulary is plain WordPiece, so
+keras-hub's ``WordPieceTokenizer`` reads it and produces the same ids as Hugging Face's
 (tested in ``tests/test_tokenizers.py``); the model side then stays pure Keras and serializable.
 
 Chinese needs no word segmentation here: both libraries split CJK characters into single tokens.
@@ -22,15 +24,26 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 PAD, UNK, CLS, SEP, MASK = range(len(SPECIAL_TOKENS))
 
 
-def train_wordpiece(texts, vocab_size=8000, lowercase=True, min_frequency=2):
+def train_wordpiece(texts, vocab_size=8000, lowercase=True, min_frequency=2, limit_alphabet=1000):
     """Train a WordPiece vocabulary on ``texts`` (list of str); returns the vocabulary (list of str).
 
     The first entries are ``SPECIAL_TOKENS`` so ids 0..4 are [PAD] [UNK] [CLS] [SEP] [MASK].
+    Deterministic: the same texts and arguments give the same vocabulary, byte for byte, in
+    every process (see ``_learn_wordpieces``). ``limit_alphabet``: at most that many distinct
+    characters (the most frequent) are kept; rarer ones become [UNK] (Hugging Face's default).
     """
+    texts, _ = check_texts_labels(texts, name="tokenizer training texts")
+    word_counts = _word_counts(texts, lowercase)
+    learned = _learn_wordpieces(word_counts, vocab_size, min_frequency, limit_alphabet)
+    # WordPiece ids carry no meaning of their own: sorted, so a token's id is fixed too.
+    return list(SPECIAL_TOKENS) + sorted(learned)
+
+
+def _bert_pipeline(lowercase):
+    """Hugging Face's BERT normalizer and pre-tokenizer, set up as keras-hub's tokenizer reads text."""
     from tokenizers import BertWordPieceTokenizer, normalizers
 
-    texts, _ = check_texts_labels(texts, name="tokenizer training texts")
-    trainer = BertWordPieceTokenizer(
+    bert = BertWordPieceTokenizer(
         clean_text=True,
         handle_chinese_chars=True,  # every CJK character its own token
         strip_accents=lowercase,  # BERT-uncased convention: lowercase and strip accents together
@@ -39,20 +52,113 @@ def train_wordpiece(texts, vocab_size=8000, lowercase=True, min_frequency=2):
     if lowercase:
         # keras-hub lowercases with NFKC case folding, which also maps full-width punctuation
         # ("，" -> ","); normalise the same way here or the two disagree on Chinese text.
-        trainer.normalizer = normalizers.Sequence([normalizers.NFKC(), trainer.normalizer])
-    trainer.train_from_iterator(
-        texts,
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        special_tokens=list(SPECIAL_TOKENS),
-        show_progress=False,
-    )
-    # The trainer breaks ties between equally frequent merges in hash-map order, which changes
-    # from process to process: the same tokens would get different ids in every run. Sorting
-    # fixes the ids (WordPiece ids carry no meaning of their own). Rarely, a tie at the very end
-    # of training still swaps which of two equally frequent tokens gets in.
-    learned = sorted(token for token in trainer.get_vocab() if token not in SPECIAL_TOKENS)
-    return list(SPECIAL_TOKENS) + learned
+        bert.normalizer = normalizers.Sequence([normalizers.NFKC(), bert.normalizer])
+    return bert.normalizer, bert.pre_tokenizer
+
+
+def _word_counts(texts, lowercase):
+    """{word: count} after BERT normalisation and pre-tokenisation (whitespace, punctuation, CJK)."""
+    from collections import Counter
+
+    normalizer, pre_tokenizer = _bert_pipeline(lowercase)
+    counts = Counter()
+    for text in texts:
+        counts.update(word for word, _ in pre_tokenizer.pre_tokenize_str(
+            normalizer.normalize_str(text)))
+    return counts
+
+
+def _learn_wordpieces(word_counts, vocab_size, min_frequency, limit_alphabet, prefix="##"):
+    """The learned (non-special) tokens: Hugging Face's WordPiece trainer, deterministic.
+
+    The same algorithm as ``tokenizers``' ``WordPieceTrainer`` (BPE merges with the ``##``
+    continuation prefix): the ``limit_alphabet`` most frequent characters, their ``##`` forms,
+    then merges of the most frequent adjacent pair until ``vocab_size`` tokens (specials
+    included) or no pair occurs ``min_frequency`` times. The Rust trainer breaks ties (equally
+    frequent characters at the alphabet limit, equally frequent pairs) in hash-map order, which
+    changes from process to process, so its vocabulary MEMBERSHIP changed from run to run, not
+    only the order. Here every tie is broken by a fixed rule: characters by (count desc,
+    character), pairs by the ids of their parts, and ids are given in a fixed order (characters
+    sorted, ``##`` forms in sorted-word order, merged tokens in merge order).
+    """
+    import heapq
+    from collections import defaultdict
+    from itertools import pairwise
+
+    char_counts = defaultdict(int)
+    for word, count in word_counts.items():
+        for char in word:
+            char_counts[char] += count
+    alphabet = sorted(char_counts, key=lambda char: (-char_counts[char], char))
+    if limit_alphabet is not None:
+        alphabet = alphabet[:limit_alphabet]
+    allowed = set(alphabet)
+
+    tokens = list(SPECIAL_TOKENS)
+    ids = {token: i for i, token in enumerate(tokens)}
+
+    def token_id(token):
+        if token not in ids:
+            ids[token] = len(tokens)
+            tokens.append(token)
+        return ids[token]
+
+    for char in sorted(alphabet):
+        token_id(char)
+    words, counts = [], []
+    for word in sorted(word_counts):
+        symbols = [token_id(char if i == 0 else prefix + char)
+                   for i, char in enumerate(word) if char in allowed]
+        words.append(symbols)
+        counts.append(word_counts[word])
+
+    pair_counts = defaultdict(int)
+    where = defaultdict(set)  # pair -> indices of the words that (may) contain it
+    for index, (symbols, count) in enumerate(zip(words, counts)):
+        for pair in pairwise(symbols):
+            pair_counts[pair] += count
+            where[pair].add(index)
+    # Max-heap on count; equal counts: the smaller (left id, right id) first, as in Rust.
+    heap = [(-count, left, right) for (left, right), count in pair_counts.items()]
+    heapq.heapify(heap)
+
+    while len(tokens) < vocab_size and heap:
+        stale, left, right = heapq.heappop(heap)
+        count = pair_counts.get((left, right), 0)
+        if -stale != count:  # counts only fall after they were queued: re-queue the true one
+            if count > 0:
+                heapq.heappush(heap, (-count, left, right))
+            continue
+        if count < max(min_frequency, 1):
+            break
+        new = token_id(tokens[left] + tokens[right].removeprefix(prefix))
+        grown = set()
+        for index in sorted(where.pop((left, right), ())):
+            symbols = words[index]
+            merged, i, found = [], 0, False
+            while i < len(symbols):
+                if i + 1 < len(symbols) and symbols[i] == left and symbols[i + 1] == right:
+                    merged.append(new)
+                    i += 2
+                    found = True
+                else:
+                    merged.append(symbols[i])
+                    i += 1
+            if not found:
+                continue
+            count = counts[index]
+            for pair in pairwise(symbols):
+                pair_counts[pair] -= count
+            for pair in pairwise(merged):
+                pair_counts[pair] += count
+                if new in pair:
+                    where[pair].add(index)
+                    grown.add(pair)
+            words[index] = merged
+        for pair in sorted(grown):
+            if pair_counts[pair] > 0:
+                heapq.heappush(heap, (-pair_counts[pair], *pair))
+    return [token for token in tokens[len(SPECIAL_TOKENS):] if token not in SPECIAL_TOKENS]
 
 
 def save_vocab(vocab, path):

@@ -152,3 +152,43 @@ def test_class_errors_name_the_fix(tok):
     with pytest.raises(ValueError, match="load"):
         tokenizers.WordPieceTokenizer("vocab.txt")
     assert tok.encode(EN, sequence_length=3).shape == (4, 3)  # [CLS] one token [SEP]
+
+
+# --- deterministic training (see also tests/test_reproducible.py: two separate processes) --------
+def _tie_heavy_texts():
+    """Many words seen exactly twice, so many pairs tie at the vocabulary's cut-off."""
+    rng = np.random.default_rng(0)
+    letters = list("abcdefghijklmnopqrstuvwxyz")
+    words = ["".join(rng.choice(letters, size=rng.integers(3, 7))) for _ in range(400)]
+    return [" ".join(words[i : i + 8]) for i in range(0, len(words), 8)] * 2
+
+
+def test_training_breaks_ties_by_a_fixed_rule():
+    texts = _tie_heavy_texts()
+    vocab = tokenizers.train_wordpiece(texts, vocab_size=200)
+    assert len(vocab) == 200
+    # The order in which the texts come (hence every insertion order inside) does not matter.
+    assert tokenizers.train_wordpiece(texts[::-1], vocab_size=200) == vocab
+    # Equally frequent characters at the alphabet limit: the same ones every time.
+    small = tokenizers.train_wordpiece(texts, vocab_size=200, limit_alphabet=10)
+    assert small == tokenizers.train_wordpiece(texts[::-1], vocab_size=200, limit_alphabet=10)
+
+
+def test_training_is_hugging_face_wordpiece():
+    # Same algorithm as Hugging Face's WordPiece trainer: only the ties may break differently
+    # (theirs differently in every run too: 99.0-99.5% overlap between two of their own runs
+    # here), so the two vocabularies share nearly every token.
+    from tokenizers import BertWordPieceTokenizer, normalizers
+
+    from ptft_keras.data import load_corpus
+
+    texts = load_corpus("en", max_chars=50_000)
+    hf = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, strip_accents=True,
+                                lowercase=True)
+    hf.normalizer = normalizers.Sequence([normalizers.NFKC(), hf.normalizer])
+    hf.train_from_iterator(texts, vocab_size=1000, min_frequency=2,
+                           special_tokens=list(tokenizers.SPECIAL_TOKENS), show_progress=False)
+    ours = set(tokenizers.train_wordpiece(texts, vocab_size=1000))
+    theirs = set(hf.get_vocab())
+    assert len(ours) == len(theirs) == 1000
+    assert len(ours & theirs) >= 0.97 * len(theirs)

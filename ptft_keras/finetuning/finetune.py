@@ -3,6 +3,10 @@
 Every strategy runs the same protocol, so a comparison between them measures the strategy, not
 the plumbing: AdamW with linear warmup + linear decay, sparse cross-entropy on logits, early
 stopping on validation loss with the best weights restored (``patience=None`` turns it off).
+
+``backup_dir=...`` makes a run survive interruptions: killed at any point (SIGKILL included)
+and called again with the same arguments, ``finetune`` resumes from the last finished epoch and
+returns the same weights and history as a run never interrupted (``ptft_keras.saving``).
 """
 
 import dataclasses
@@ -11,6 +15,7 @@ import time
 
 import keras
 
+from ptft_keras import saving
 from ptft_keras.data.validation import check_ids_fit, check_labels
 from ptft_keras.finetuning.strategies import (
     ALL_STRATEGIES,
@@ -76,6 +81,79 @@ def _checked_split(x, y, num_classes, split):
     return x, y
 
 
+class _FinetuneBackup(saving.BackupAndRestore):
+    """``saving.BackupAndRestore`` plus what ``finetune`` keeps between epochs.
+
+    Early stopping (wait, best value and epoch, best weights), gradual unfreezing's log and the
+    history of the epochs already run travel with each checkpoint, so a resumed run stops at
+    the same epoch, restores the same best weights and returns the whole history. The run's
+    arguments are saved too: resuming with other ones raises instead of mixing two runs.
+    Must come last in the callback list (it saves what the others updated this epoch).
+    """
+
+    def __init__(self, backup_dir, run, epochs, early_stopping=None, unfreezer=None):
+        super().__init__(backup_dir)
+        self.run = run
+        self.epochs = epochs
+        self.early_stopping = early_stopping
+        self.unfreezer = unfreezer
+        self.epoch_logs = []
+
+    def on_train_begin(self, logs=None):
+        self.epoch_logs = []
+        super().on_train_begin(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_logs.append(dict(logs or {}))
+        super().on_epoch_end(epoch, logs)
+
+    def history(self):
+        """{metric: [value per epoch]}, every epoch of the run (resumed ones included)."""
+        history = {}
+        for logs in self.epoch_logs:
+            for key, value in logs.items():
+                history.setdefault(key, []).append(value)
+        return history
+
+    def get_extra_state(self):
+        state = {"run": self.run, "epoch_logs": self.epoch_logs, "arrays": []}
+        stopper = self.early_stopping
+        if stopper is not None:
+            state["early_stopping"] = {
+                "wait": stopper.wait, "stopped_epoch": stopper.stopped_epoch,
+                "best": None if stopper.best is None else float(stopper.best),
+                "best_epoch": stopper.best_epoch,
+                "has_best_weights": stopper.best_weights is not None,
+            }
+            state["arrays"] = list(stopper.best_weights or [])
+        if self.unfreezer is not None:
+            state["unfreezing_log"] = self.unfreezer.log
+        return state
+
+    def set_extra_state(self, state):
+        if state["run"] != self.run:
+            changed = sorted(k for k in set(state["run"]) | set(self.run)
+                             if state["run"].get(k) != self.run.get(k))
+            raise ValueError(
+                f"backup_dir={self.backup_dir!r} holds a run with other arguments ({changed} "
+                f"differ): call finetune() with the arguments of that run to resume it, or "
+                f"delete the folder (or pass another backup_dir) to start a new one."
+            )
+        self.epoch_logs = [dict(logs) for logs in state["epoch_logs"]]
+        stopper = self.early_stopping
+        if stopper is not None:
+            saved = state["early_stopping"]
+            stopper.wait = saved["wait"]
+            stopper.stopped_epoch = saved["stopped_epoch"]
+            stopper.best = saved["best"]
+            stopper.best_epoch = saved["best_epoch"]
+            stopper.best_weights = list(state["arrays"]) if saved["has_best_weights"] else None
+            if stopper.stopped_epoch > 0:  # killed after early stopping fired: train no more
+                self.model._initial_epoch = self.epochs
+        if self.unfreezer is not None:
+            self.unfreezer.log = [dict(entry) for entry in state["unfreezing_log"]]
+
+
 def finetune(
     model,
     train,
@@ -95,6 +173,7 @@ def finetune(
     verbose=0,
     jit_compile="auto",
     distribute_strategy=None,
+    backup_dir=None,
 ):
     """Fine-tune a classifier ``model`` (logits (B, C)) with ``strategy``; returns ``FinetuneResult``.
 
@@ -108,6 +187,12 @@ def finetune(
 
     distribute_strategy: a ``tf.distribute`` strategy; ``model`` must have been created in its
     ``scope()`` (checked) and the optimizer is created there too; ``batch_size`` is global.
+
+    backup_dir: a folder for this run's checkpoint (one per epoch, deleted when training ends).
+    A run killed before it ends, called again with the same model (built the same way) and
+    arguments, resumes after its last finished epoch: the schedule (it follows the optimizer's
+    step count), early stopping, dropout's random state and the history carry over, so the
+    weights and ``history`` equal those of an uninterrupted run. ``seconds`` counts this call.
     """
     if strategy not in ALL_STRATEGIES:
         raise ValueError(f"Unknown strategy {strategy!r}: choose one of {ALL_STRATEGIES}.")
@@ -150,9 +235,22 @@ def finetune(
     if strategy == "gradual":
         unfreezer = GradualUnfreezing(backbone)
         callbacks.append(unfreezer)
+    stopper = None
     if validation_data is not None and patience is not None:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=patience, restore_best_weights=True))
+        stopper = keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=patience, restore_best_weights=True)
+        callbacks.append(stopper)
+    backup = None
+    if backup_dir is not None:
+        run = {
+            "strategy": strategy, "k": k, "epochs": epochs, "batch_size": batch_size,
+            "learning_rate": learning_rate, "warmup_fraction": warmup_fraction,
+            "weight_decay": weight_decay, "patience": patience, "decay": decay,
+            "lora_rank": lora_rank, "seed": seed, "train_rows": len(y_train),
+            "validation_rows": None if validation_data is None else len(validation_data[1]),
+        }
+        backup = _FinetuneBackup(backup_dir, run, epochs, stopper, unfreezer)
+        callbacks.append(backup)  # last: it saves what the callbacks above updated
     trainable, total = count_params(model)
     keras.utils.set_random_seed(seed)
     start = time.perf_counter()
@@ -163,5 +261,9 @@ def finetune(
     seconds = time.perf_counter() - start
     if unfreezer is not None:
         trainable = max(entry["trainable"] for entry in unfreezer.log)
+    if backup is not None:  # the epochs of the interrupted calls too
+        epochs_history = backup.history()
+        return FinetuneResult(strategy, epochs_history, seconds, trainable, total,
+                              len(backup.epoch_logs))
     return FinetuneResult(strategy, history.history, seconds, trainable, total,
                           len(history.epoch))
