@@ -17,7 +17,6 @@ import math
 import keras
 import keras_hub
 import numpy as np
-from keras import ops
 
 from ptft_keras.data.datasets import EpochDataset
 from ptft_keras.models.classifier import sequence_output
@@ -196,13 +195,16 @@ def evaluate_mlm(model, dataset):
     total, correct, count = 0.0, 0.0, 0.0
     for index in range(len(dataset)):
         x, y, weight = dataset[index]
-        logits = model(x, training=False)  # (B, P, V)
-        weight = ops.cast(weight, "float32")
-        nll = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
-        hits = ops.cast(ops.equal(ops.argmax(logits, axis=-1), ops.cast(y, "int64")), "float32")
-        total += float(ops.sum(ops.cast(nll, "float32") * weight))
-        correct += float(ops.sum(hits * weight))
-        count += float(ops.sum(weight))
+        # predict_on_batch runs the compiled predict function (eager calls are ~2x slower).
+        logits = np.asarray(model.predict_on_batch(x), dtype="float64")  # (B, P, V)
+        weight = np.asarray(weight, dtype="float64")
+        top = logits.max(axis=-1, keepdims=True)
+        log_z = np.log(np.exp(logits - top).sum(axis=-1)) + top[..., 0]  # (B, P)
+        y = np.asarray(y, dtype="int64")
+        nll = log_z - np.take_along_axis(logits, y[..., None], axis=-1)[..., 0]
+        total += float(np.sum(nll * weight))
+        correct += float(np.sum((logits.argmax(axis=-1) == y) * weight))
+        count += float(np.sum(weight))
     if count == 0:
         raise ValueError("The dataset predicts no tokens: nothing is masked.")
     loss = total / count
