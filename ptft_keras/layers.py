@@ -5,6 +5,7 @@ only, so they run on the JAX backend too).
 - ``SentenceEmbedding``: the same, L2-normalised (sentence-transformers).
 - ``GradientReversal``: identity forward, -lambda x gradient backward (DANN).
 - ``TiedOutput``: logits from a hidden state and a shared embedding matrix.
+- ``LocalMixing``: a residual depthwise convolution over neighbouring tokens (a locality prior).
 """
 
 import keras
@@ -142,3 +143,43 @@ class TiedOutput(keras.layers.Layer):
         return ops.matmul(x, ops.transpose(table)) + ops.cast(self.bias, x.dtype)
 
 
+
+
+@keras.saving.register_keras_serializable(package="ptft_keras")
+class LocalMixing(keras.layers.Layer):
+    """x + DepthwiseConv1D(LayerNorm(x)) over ``kernel_size`` neighbouring tokens: (B, S, H) -> (B, S, H).
+
+    A locality prior for small Transformers (as in ConvBERT, Jiang et al. 2020, and Primer, So et
+    al. 2021): from the first step every position sees its neighbours, which a randomly
+    initialised attention layer must first learn to look at. Padding (``padding_mask`` 0) is
+    zeroed before the convolution so it never leaks into real tokens. The kernel starts at zero,
+    so a new layer is the identity and training decides how much local mixing to use.
+    """
+
+    def __init__(self, kernel_size=3, epsilon=1e-12, **kwargs):
+        super().__init__(**kwargs)
+        self.kernel_size = int(kernel_size)
+        self.epsilon = epsilon
+        self.norm = keras.layers.LayerNormalization(epsilon=epsilon, dtype=self.dtype_policy,
+                                                    name="norm")
+        self.conv = keras.layers.DepthwiseConv1D(
+            self.kernel_size, padding="same", depthwise_initializer="zeros",
+            dtype=self.dtype_policy, name="conv")
+
+    def build(self, x_shape, padding_mask_shape=None):
+        self.norm.build(x_shape)
+        self.conv.build(x_shape)
+
+    def call(self, x, padding_mask=None):
+        h = self.norm(x)
+        if padding_mask is not None:
+            h = h * ops.cast(ops.expand_dims(padding_mask, -1), h.dtype)
+        return x + self.conv(h)
+
+    def compute_output_shape(self, x_shape, padding_mask_shape=None):
+        return x_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(kernel_size=self.kernel_size, epsilon=self.epsilon)
+        return config

@@ -57,6 +57,15 @@ def test_transformer_backbone(normalize_first, save_dir, saved):
                     name=f"TransformerBackbone_{'pre' if normalize_first else 'post'}_ln")
 
 
+def test_transformer_backbone_with_local_mixing(save_dir, saved):
+    model = run_model_test(models.TransformerBackbone,
+                           transformer_kwargs(normalize_first=True, local_kernel_size=3),
+                           {"token_ids": token_ids()}, (B, S, H))
+    assert model.get_config()["local_kernel_size"] == 3 and len(model.local_layers) == 1
+    run_saving_test(model, {"token_ids": token_ids()}, save_dir, saved,
+                    name="TransformerBackbone_local_mixing")
+
+
 def test_transformer_backbone_bfloat16(save_dir, saved):
     model = run_model_test(models.TransformerBackbone, transformer_kwargs(dtype="bfloat16"),
                            {"token_ids": token_ids()}, (B, S, H))
@@ -96,6 +105,13 @@ def test_sentence_embedding(save_dir, saved):
     inputs = (floats(B, S, H), padding_mask())
     model = run_model_test(layers.SentenceEmbedding, {"epsilon": 1e-9}, inputs, (B, H))
     np.testing.assert_allclose(np.linalg.norm(model(*inputs), axis=-1), 1.0, rtol=1e-5)
+    run_saving_test(model, inputs, save_dir, saved)
+
+
+def test_local_mixing(save_dir, saved):
+    inputs = (floats(B, S, H), padding_mask())
+    model = run_model_test(layers.LocalMixing, {"kernel_size": 3}, inputs, (B, S, H))
+    model.conv.kernel.assign(floats(3, H, 1, seed=1))  # not the identity any more
     run_saving_test(model, inputs, save_dir, saved)
 
 
@@ -198,7 +214,7 @@ NOT_STANDALONE = {
     "WordPiecePreprocessor": "needs a trained WordPiece tokenizer",
 }
 TESTED = {"TransformerBackbone", "LSTMBackbone", "MiniLMBackbone", "MaskedMeanPooling",
-          "SentenceEmbedding", "GradientReversal", "TiedOutput", "UncertaintyWeighting",
+          "SentenceEmbedding", "GradientReversal", "TiedOutput", "UncertaintyWeighting", "LocalMixing",
           "MaskedLMPretrainer", "CausalLMPretrainer", "WarmupLinearDecay"}
 
 

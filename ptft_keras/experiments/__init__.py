@@ -2,5 +2,7 @@
 
 - ``label_budget``: scratch vs pre-trained at 40 / 200 / 1,000 / 4,000 labels (chapter 1).
 - ``scaling_grid``: models x data sizes, power-law fits (chapter 5).
+- ``recipe``: MLM recipes at a fixed budget vs the unigram plateau, then 200-label fine-tuning
+  against scratch (chapter 3, ``scripts/recipe_sweep.py``).
 - ``sensors``: masked-reconstruction pre-training vs scratch with few fault labels (chapter 5).
 """

@@ -67,7 +67,10 @@ def backbone_blocks(backbone):
     """
     if hasattr(backbone, "embedding_layers"):
         blocks = getattr(backbone, "transformer_layers", None) or backbone.blocks
-        return [list(backbone.embedding_layers)] + [[block] for block in blocks]
+        # A block's LocalMixing layer (if any) freezes and unfreezes with that block.
+        local = list(getattr(backbone, "local_layers", None) or [None] * len(blocks))
+        return [list(backbone.embedding_layers)] + [
+            [block] + ([mixer] if mixer is not None else []) for block, mixer in zip(blocks, local)]
     if hasattr(backbone, "transformer_layers"):
         blocks = list(backbone.transformer_layers)
         block_ids = {id(layer) for layer in blocks}

@@ -11,6 +11,8 @@ import keras
 import keras_hub
 from keras import ops
 
+from ptft_keras.layers import LocalMixing
+
 
 @keras.saving.register_keras_serializable(package="ptft_keras")
 class TransformerBackbone(keras_hub.models.Backbone):
@@ -21,6 +23,9 @@ class TransformerBackbone(keras_hub.models.Backbone):
 
     ``normalize_first=True`` gives pre-LN blocks (LayerNorm before attention and feed-forward)
     and a final LayerNorm on the output, the variant that trains stably at high learning rates.
+    ``local_kernel_size=k`` (k > 0) puts a ``layers.LocalMixing`` (residual depthwise
+    convolution over k neighbouring tokens) before every block: a locality prior that gets a
+    small encoder off the unigram plateau in far fewer steps (chapter 3's recipe sweep).
 
     Example:
     >>> backbone = TransformerBackbone(vocabulary_size=100, max_sequence_length=8,
@@ -40,6 +45,7 @@ class TransformerBackbone(keras_hub.models.Backbone):
         intermediate_dim=512,
         dropout=0.1,
         normalize_first=False,
+        local_kernel_size=0,
         dtype=None,
         **kwargs,
     ):
@@ -67,6 +73,12 @@ class TransformerBackbone(keras_hub.models.Backbone):
             )
             for i in range(num_layers)
         ]
+        local_layers = []
+        if local_kernel_size:
+            local_layers = [
+                LocalMixing(local_kernel_size, dtype=dtype, name=f"local_{i}")
+                for i in range(num_layers)
+            ]
         final_norm = None
         if normalize_first:
             final_norm = keras.layers.LayerNormalization(
@@ -76,7 +88,9 @@ class TransformerBackbone(keras_hub.models.Backbone):
         token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
         padding_mask = ops.not_equal(token_ids, 0)
         x = keras.layers.Dropout(dropout, dtype=dtype)(norm(embedding(token_ids)))  # (B, S, H)
-        for block in transformer_layers:
+        for i, block in enumerate(transformer_layers):
+            if local_layers:
+                x = local_layers[i](x, padding_mask=padding_mask)
             x = block(x, padding_mask=padding_mask)
         if final_norm is not None:
             x = final_norm(x)
@@ -91,9 +105,11 @@ class TransformerBackbone(keras_hub.models.Backbone):
         self.intermediate_dim = intermediate_dim
         self.dropout = dropout
         self.normalize_first = normalize_first
+        self.local_kernel_size = local_kernel_size
         self.token_embedding = embedding.token_embedding
         self.embedding_layers = [embedding, norm]
         self.transformer_layers = transformer_layers
+        self.local_layers = local_layers
 
     def get_config(self):
         config = super().get_config()  # name, trainable, dtype
@@ -106,5 +122,6 @@ class TransformerBackbone(keras_hub.models.Backbone):
             intermediate_dim=self.intermediate_dim,
             dropout=self.dropout,
             normalize_first=self.normalize_first,
+            local_kernel_size=self.local_kernel_size,
         )
         return config
