@@ -39,6 +39,17 @@ RECIPES = {
     "local3_1layer": R.Recipe("local3_1layer", learning_rate=3e-3, mask_rate=0.2,
                               local_kernel_size=3, num_layers=1),
     "bilstm": R.Recipe("bilstm", kind="lstm", learning_rate=3e-3, mask_rate=0.2),
+    # one change at a time from "old"
+    "old_preln": R.Recipe("old_preln", normalize_first=True, dropout=0.1, learning_rate=1e-3,
+                          decay=False, beta_2=0.999, clipnorm=None),
+    "old_nodrop": R.Recipe("old_nodrop", normalize_first=False, dropout=0.0, learning_rate=1e-3,
+                           decay=False, beta_2=0.999, clipnorm=None),
+    "old_2e-3": R.Recipe("old_2e-3", normalize_first=False, dropout=0.1, learning_rate=2e-3,
+                         decay=False, beta_2=0.999, clipnorm=None),
+    "old_local3": R.Recipe("old_local3", normalize_first=False, dropout=0.1, learning_rate=1e-3,
+                           decay=False, beta_2=0.999, clipnorm=None, local_kernel_size=3),
+    "old_decay": R.Recipe("old_decay", normalize_first=False, dropout=0.1, learning_rate=1e-3,
+                          beta_2=0.999, clipnorm=None),
 }
 
 
@@ -61,6 +72,11 @@ def main():
                         help="English-corpus sentences added to the review texts")
     parser.add_argument("--labels", type=int, default=200)
     parser.add_argument("--no-finetune", action="store_true")
+    parser.add_argument("--monitor", default="val_accuracy", choices=("val_loss", "val_accuracy"))
+    parser.add_argument("--probe-epochs", type=int, default=0)
+    parser.add_argument("--save-dir", default=None, help="keep each recipe's pre-trained weights")
+    parser.add_argument("--reuse", action="store_true",
+                        help="load the weights in --save-dir instead of pre-training again")
     parser.add_argument("--out", default="bench/recipe_sweep.json")
     args = parser.parse_args()
     config.set_seed(0)
@@ -89,19 +105,32 @@ def main():
     for name in args.recipes.split(","):
         recipe = RECIPES[name]
         start = time.perf_counter()
-        backbone, info = R.pretrain(recipe, train_ids, heldout, V, seconds=args.seconds,
-                                    eval_every=100, seed=0)
-        row = {"recipe": dataclasses.asdict(recipe), "seconds_budget": args.seconds,
+        saved = args.save_dir and os.path.join(args.save_dir, f"{name}.weights.h5")
+        if args.reuse and saved and os.path.exists(saved):  # fine-tuning protocols only
+            backbone = R.build_backbone(recipe, V, S)
+            backbone.load_weights(saved)
+            # (the MLM head is not kept: the perplexity is in the run that saved the weights)
+            info = {"steps": None, "seconds": None, "curve": [], "perplexity": float("nan"),
+                    "masked_accuracy": float("nan")}
+        else:
+            backbone, info = R.pretrain(recipe, train_ids, heldout, V, seconds=args.seconds,
+                                        eval_every=100, seed=0)
+        if args.save_dir:
+            os.makedirs(args.save_dir, exist_ok=True)
+            backbone.save_weights(os.path.join(args.save_dir, f"{name}.weights.h5"))
+        row = {"recipe": dataclasses.asdict(recipe), "monitor": args.monitor,
+               "probe_epochs": args.probe_epochs, "seconds_budget": args.seconds,
                "vocabulary": V, "corpus_sentences": args.corpus_sentences, **info,
                "unigram_perplexity": plateau["perplexity"],
                "top_token_share": plateau["top_token_share"]}
-        print(f"{name:14s} {info['steps']:5d} steps {info['seconds']:5.0f} s  ppl "
+        print(f"{name:14s} {info['steps'] or 0:5d} steps {info['seconds'] or 0:5.0f} s  ppl "
               f"{info['perplexity']:7.1f} (plateau {plateau['perplexity']:.0f})  acc "
               f"{info['masked_accuracy']:.3f}  curve {[(s, round(p)) for s, _, p in info['curve']]}",
               flush=True)
         if not args.no_finetune:
             rows = R.fewshot_gain(recipe, backbone.get_weights(), V, split["train"],
-                                  split["val"], split["test"])
+                                  split["val"], split["test"], monitor=args.monitor,
+                                  probe_epochs=args.probe_epochs)
             row["fewshot"] = rows
             acc = {arm: np.mean([r["test_accuracy"] for r in rows if r["arm"] == arm])
                    for arm in ("pre-trained", "scratch")}

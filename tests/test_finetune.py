@@ -50,6 +50,19 @@ def test_finetune_learns_and_restores_best_weights():
     assert max(result.history["val_accuracy"]) > 0.8
 
 
+def test_early_stopping_on_validation_accuracy_restores_the_most_accurate_epoch():
+    config.set_seed(0)
+    ids, y = toy_ids(128)
+    model = models.build_classifier(tiny_transformer(), 2, pooling="mean")
+    val = (ids[:32], y[:32])
+    result = finetuning.finetune(model, (ids, y), val, epochs=5, learning_rate=3e-3, patience=1,
+                                 monitor="val_accuracy")
+    accuracy = model.evaluate({"token_ids": val[0]}, val[1], verbose=0, return_dict=True)
+    assert np.isclose(accuracy["accuracy"], max(result.history["val_accuracy"]))
+    with pytest.raises(ValueError, match="monitor='loss'"):
+        finetuning.finetune(model, (ids, y), val, monitor="loss")
+
+
 @pytest.mark.parametrize(
     "labels, message",
     [

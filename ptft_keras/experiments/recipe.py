@@ -140,13 +140,15 @@ def pretrain(recipe, train_ids, heldout, vocabulary_size, steps=None, seconds=No
 
 
 def fewshot_gain(recipe, weights, vocabulary_size, train, validation, test, seeds=(0, 1, 2),
-                 learning_rates=(1e-3, 3e-4), epochs=30, batch_size=16, patience=5):
+                 learning_rates=(1e-3, 3e-4), epochs=30, batch_size=16, patience=5,
+                 monitor="val_accuracy", probe_epochs=0, probe_learning_rate=3e-3):
     """Fine-tune from ``weights`` and from scratch under one protocol; accuracy per seed and arm.
 
     train / validation / test: (token ids (N, S), labels (N,)). For each arm and seed the
     learning rate is chosen on the validation accuracy (the same search for both arms; full
-    fine-tuning, mean pooling, early stopping on validation loss). Returns a list of dicts
-    {arm, seed, learning_rate, val_accuracy, test_accuracy}.
+    fine-tuning, mean pooling, early stopping on ``monitor``). ``probe_epochs > 0`` first trains
+    the head alone on frozen features (linear probing, then fine-tuning: Kumar et al. 2022), for
+    both arms. Returns a list of dicts {arm, seed, learning_rate, val_accuracy, test_accuracy}.
     """
     sequence_length = train[0].shape[1]
     rows = []
@@ -159,9 +161,14 @@ def fewshot_gain(recipe, weights, vocabulary_size, train, validation, test, seed
                 if start_from is not None:
                     backbone.set_weights(start_from)
                 clf = models.build_classifier(backbone, num_classes=2, pooling="mean")
+                if probe_epochs:
+                    finetuning.finetune(clf, train, validation, strategy="head",
+                                        epochs=probe_epochs, batch_size=batch_size,
+                                        learning_rate=probe_learning_rate, patience=None,
+                                        seed=seed)
                 finetuning.finetune(clf, train, validation, strategy="full", epochs=epochs,
                                     batch_size=batch_size, learning_rate=lr, patience=patience,
-                                    seed=seed)
+                                    monitor=monitor, seed=seed)
                 val = float(np.mean(models.predict_proba(clf, validation[0]).argmax(-1)
                                     == validation[1]))
                 if best is None or val > best[1]:

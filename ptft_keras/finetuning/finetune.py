@@ -167,6 +167,7 @@ def finetune(
     warmup_fraction=0.1,
     weight_decay=0.01,
     patience=2,
+    monitor="val_loss",
     decay=0.8,
     lora_rank=4,
     seed=0,
@@ -182,8 +183,10 @@ def finetune(
     "full", "gradual" (ULMFiT gradual unfreezing, one group per epoch), "llrd" (layer-wise
     learning-rate ``decay``), "lora" (rank ``lora_rank`` updates, backbone frozen).
     backbone: found inside ``model`` when it was built by ``models.build_classifier``.
-    Every input is checked before the first training step. Early stopping on validation loss
-    (best weights restored) when ``validation`` is given and ``patience`` is not None.
+    Every input is checked before the first training step. Early stopping on ``monitor``
+    (validation loss by default; "val_accuracy" suits a few hundred labels, where the loss can
+    rise while accuracy still improves) with the best weights restored, when ``validation`` is
+    given and ``patience`` is not None.
 
     distribute_strategy: a ``tf.distribute`` strategy; ``model`` must have been created in its
     ``scope()`` (checked) and the optimizer is created there too; ``batch_size`` is global.
@@ -196,6 +199,8 @@ def finetune(
     """
     if strategy not in ALL_STRATEGIES:
         raise ValueError(f"Unknown strategy {strategy!r}: choose one of {ALL_STRATEGIES}.")
+    if monitor not in ("val_loss", "val_accuracy"):
+        raise ValueError(f"monitor={monitor!r}: choose 'val_loss' or 'val_accuracy'.")
     num_classes = model.output.shape[-1]
     x_train, y_train = _checked_split(*train, num_classes, "training")
     validation_data = None
@@ -238,14 +243,14 @@ def finetune(
     stopper = None
     if validation_data is not None and patience is not None:
         stopper = keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=patience, restore_best_weights=True)
+            monitor=monitor, patience=patience, restore_best_weights=True)
         callbacks.append(stopper)
     backup = None
     if backup_dir is not None:
         run = {
             "strategy": strategy, "k": k, "epochs": epochs, "batch_size": batch_size,
             "learning_rate": learning_rate, "warmup_fraction": warmup_fraction,
-            "weight_decay": weight_decay, "patience": patience, "decay": decay,
+            "weight_decay": weight_decay, "patience": patience, "monitor": monitor, "decay": decay,
             "lora_rank": lora_rank, "seed": seed, "train_rows": len(y_train),
             "validation_rows": None if validation_data is None else len(validation_data[1]),
         }
