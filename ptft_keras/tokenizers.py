@@ -32,6 +32,11 @@ def train_wordpiece(texts, vocab_size=8000, lowercase=True, min_frequency=2, lim
     every process (see ``_learn_wordpieces``). ``limit_alphabet``: at most that many distinct
     characters (the most frequent) are kept; rarer ones become [UNK] (Hugging Face's default).
     """
+    if (isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer))
+            or vocab_size <= len(SPECIAL_TOKENS)):
+        raise ValueError(
+            f"vocab_size must be an int larger than the {len(SPECIAL_TOKENS)} special tokens, got "
+            f"{vocab_size!r}: the course uses 2,000-8,000 for English.")
     texts, _ = check_texts_labels(texts, name="tokenizer training texts")
     word_counts = _word_counts(texts, lowercase)
     learned = _learn_wordpieces(word_counts, vocab_size, min_frequency, limit_alphabet)

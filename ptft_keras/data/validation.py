@@ -215,6 +215,11 @@ def check_labels(labels, num_classes, name="labels"):
     if labels.size == 0:
         raise ValueError(f"{name} is empty: the split has no examples.")
     if not np.issubdtype(labels.dtype, np.integer):
+        if np.issubdtype(labels.dtype, np.floating) and not np.all(np.isfinite(labels)):
+            bad = np.flatnonzero(~np.isfinite(labels))
+            raise ValueError(
+                f"{name} contain NaN or infinity at index {_show(bad.tolist())}: every example "
+                f"needs a class id. Drop the unlabeled rows (e.g. df.dropna(subset=['label'])).")
         if np.issubdtype(labels.dtype, np.floating) and np.all(np.mod(labels, 1) == 0):
             labels = labels.astype("int64")
         else:
@@ -232,12 +237,43 @@ def check_labels(labels, num_classes, name="labels"):
 
 
 
-def check_ids_fit(token_ids, vocabulary_size):
-    """Raise ValueError if any id is outside the model's embedding table (vocab/model mismatch)."""
-    top = int(np.max(token_ids))
-    if top >= vocabulary_size:
+def check_ids_fit(token_ids, vocabulary_size=None, max_sequence_length=None, name="token ids"):
+    """Raise ValueError unless ``token_ids`` can go into a model: a non-empty 2-D integer array
+    (N, S) with ids in [0, vocabulary_size) and S <= max_sequence_length (each check only when
+    its bound is given). Returns the ids as an int32 array."""
+    if isinstance(token_ids, (str, bytes)) or (
+            isinstance(token_ids, (list, tuple)) and token_ids and isinstance(token_ids[0], str)):
+        raise ValueError(
+            f"{name} are text, not token ids: encode them first (tok.encode(texts, "
+            f"sequence_length=...)), or use models.TextClassifier, which takes strings.")
+    ids = np.asarray(token_ids)
+    if ids.dtype.kind in "UOS":
+        raise ValueError(
+            f"{name} have dtype {ids.dtype} (text?): encode the texts first with "
+            f"tok.encode(texts, sequence_length=...), or use models.TextClassifier.")
+    if ids.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (examples, sequence length), got shape "
+                         f"{ids.shape}: encode a list of texts, not one text.")
+    if ids.size == 0:
+        raise ValueError(f"{name} are empty (shape {ids.shape}): there is nothing to train on.")
+    if ids.dtype.kind not in "iu":
+        raise ValueError(
+            f"{name} must be integers, got dtype {ids.dtype}: pass the int32 array that "
+            f"tok.encode returns (ids.astype('int32') if they are whole numbers).")
+    low, top = int(ids.min()), int(ids.max())
+    if low < 0:
+        raise ValueError(f"{name} contain {low}: ids are row numbers of the embedding table, "
+                         f"0 or more.")
+    if vocabulary_size is not None and top >= vocabulary_size:
         raise ValueError(
             f"Token id {top} does not fit the model's embedding table of {vocabulary_size} rows: "
             f"the vocabulary and the model do not match. Build the model with "
             f"vocabulary_size=len(vocab), or encode with the vocabulary the model was trained on."
         )
+    if max_sequence_length is not None and ids.shape[1] > max_sequence_length:
+        raise ValueError(
+            f"{name} are {ids.shape[1]} tokens long but the model takes at most "
+            f"{max_sequence_length} (its max_sequence_length): encode with "
+            f"sequence_length={max_sequence_length} or less, or build the backbone with a larger "
+            f"max_sequence_length.")
+    return ids.astype("int32")

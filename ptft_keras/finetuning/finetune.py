@@ -208,8 +208,12 @@ def finetune(
         validation_data = _checked_split(*validation, num_classes, "validation")
     backbone = find_backbone(model) if backbone is None else backbone
     vocab_rows = getattr(backbone, "vocabulary_size", None)
-    if vocab_rows and "token_ids" in x_train:
-        check_ids_fit(x_train["token_ids"], vocab_rows)
+    max_length = getattr(backbone, "max_sequence_length", None)
+    for split, inputs in (("training", x_train), ("validation", (validation_data or [{}])[0])):
+        if "token_ids" in inputs:  # text, floats, wrong shape, ids outside the table, too long
+            check_ids_fit(inputs["token_ids"], vocab_rows if isinstance(vocab_rows, int) else None,
+                          max_length if isinstance(max_length, int) else None,
+                          f"{split} token ids")
     if distribute_strategy is not None:
         from ptft_keras.distributed import check_model_strategy  # tf.distribute: TF only
 

@@ -59,11 +59,15 @@ def build_classifier(backbone, num_classes=2, pooling="mean", dropout=0.1, name=
     token_ids, segment_ids, padding_mask; a family's: ``families.classification_inputs``).
     pooling: "mean" (default) or "cls". Output: float32 logits (B, num_classes).
     """
+    if (isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer))
+            or num_classes < 2):
+        raise ValueError(f"num_classes must be an int of at least 2, got {num_classes!r}: a "
+                         f"yes/no task has num_classes=2 (softmax over two logits).")
     inputs = backbone_inputs(backbone)
     pooled = pooled_features(backbone, inputs, pooling)
     pooled = keras.layers.Dropout(dropout, name="head_dropout")(pooled)
     # float32 logits even under mixed precision: the softmax in the loss needs the range.
-    logits = keras.layers.Dense(num_classes, name="head", dtype="float32")(pooled)
+    logits = keras.layers.Dense(int(num_classes), name="head", dtype="float32")(pooled)
     return keras.Model(inputs, logits, name=name)
 
 

@@ -4,6 +4,8 @@ import keras
 import keras_hub
 from keras import ops
 
+from ptft_keras.models.transformer import check_sizes
+
 
 @keras.saving.register_keras_serializable(package="ptft_keras")
 class LSTMBackbone(keras_hub.models.Backbone):
@@ -24,6 +26,8 @@ class LSTMBackbone(keras_hub.models.Backbone):
         dtype=None,
         **kwargs,
     ):
+        check_sizes(vocabulary_size=vocabulary_size, embedding_dim=embedding_dim,
+                    hidden_dim=hidden_dim, num_layers=num_layers)
         embedding = keras_hub.layers.ReversibleEmbedding(
             vocabulary_size, embedding_dim, dtype=dtype, name="embeddings"
         )

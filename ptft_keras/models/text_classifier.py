@@ -113,6 +113,11 @@ class TextClassifier(keras_hub.models.TextClassifier):
                 if sequence_length is None:
                     raise ValueError("Pass sequence_length=... (the length the classifier was "
                                      "trained on).")
+            longest = _max_sequence_length(classifier)
+            if longest is not None and sequence_length > longest:
+                raise ValueError(
+                    f"sequence_length={sequence_length} is longer than the backbone's "
+                    f"max_sequence_length={longest}: pass sequence_length={longest} or less.")
             preprocessor = WordPiecePreprocessor(keras_tokenizer, sequence_length,
                                                  name="preprocessor")
         elif tokenizer is not None or sequence_length is not None:

@@ -9,9 +9,19 @@ Input: ``{"token_ids": int32 (batch, seq)}`` with 0 = [PAD]. Output: (batch, seq
 
 import keras
 import keras_hub
+import numpy as np
 from keras import ops
 
 from ptft_keras.layers import LocalMixing
+
+
+def check_sizes(**sizes):
+    """Raise ValueError unless every given size is a positive int (before any layer is built)."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}"
+                             + (": pass tok.vocabulary_size()" if name == "vocabulary_size" else "")
+                             + ".")
 
 
 @keras.saving.register_keras_serializable(package="ptft_keras")
@@ -49,6 +59,14 @@ class TransformerBackbone(keras_hub.models.Backbone):
         dtype=None,
         **kwargs,
     ):
+        check_sizes(vocabulary_size=vocabulary_size, max_sequence_length=max_sequence_length,
+                    num_layers=num_layers, hidden_dim=hidden_dim, num_heads=num_heads,
+                    intermediate_dim=intermediate_dim)
+        if hidden_dim % num_heads:
+            raise ValueError(f"hidden_dim={hidden_dim} is not divisible by num_heads={num_heads}: "
+                             f"each head gets hidden_dim / num_heads dimensions.")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
         # === Layers ===
         embedding = keras_hub.layers.TokenAndPositionEmbedding(
             vocabulary_size=vocabulary_size,

@@ -19,6 +19,7 @@ import keras_hub
 import numpy as np
 
 from ptft_keras.data.datasets import EpochDataset
+from ptft_keras.data.validation import check_ids_fit
 from ptft_keras.models.classifier import sequence_output
 from ptft_keras.objectives.base import Pretrainer
 from ptft_keras.tokenizers import CLS, MASK, PAD, SEP, SPECIAL_TOKENS
@@ -93,9 +94,9 @@ class MLMDataset(EpochDataset):
         self, token_ids, vocabulary_size, batch_size=32, dynamic=True, seed=0, shuffle=True,
         extra_inputs=None, **mask_kwargs,
     ):
-        self.token_ids = np.asarray(token_ids)
-        if len(self.token_ids) == 0:
+        if np.asarray(token_ids).size == 0:
             raise ValueError("MLMDataset got no sequences: the pre-training corpus is empty.")
+        self.token_ids = check_ids_fit(token_ids, vocabulary_size, name="MLMDataset token ids")
         self.vocabulary_size = vocabulary_size
         # Constant inputs some backbones need besides token ids (keras-hub BERT: segment_ids).
         self.extra_inputs = extra_inputs or {}
