@@ -18,7 +18,6 @@ run the same command again and it continues where it stopped, to the same weight
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -32,6 +31,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ptft_keras import config, data, objectives, saving, tokenizers  # noqa: E402
+from ptft_keras.data.loaders import _sha256 as sha256  # noqa: E402 (the manifest's checksum)
 from ptft_keras.experiments import recipe as R  # noqa: E402
 
 # The recipe the sweep found (bench/recipe_sweep.json): post-LN, dropout 0.1, AdamW at a
@@ -44,14 +44,6 @@ def corpus_sentences(min_words=4):
     lines = data.load_corpus("en")
     return [s.strip() for line in lines for s in re.split(r"(?<=[.!?])\s+", line)
             if len(s.split()) >= min_words]
-
-
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class HeldOut(keras.callbacks.Callback):
