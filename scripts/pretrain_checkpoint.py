@@ -47,11 +47,12 @@ def corpus_sentences(min_words=4):
 
 
 class HeldOut(keras.callbacks.Callback):
-    """Held-out masked-token perplexity at the end of every epoch (the loss curve we ship)."""
+    """Held-out masked-token perplexity at the end of every epoch (the loss curve we ship),
+    written to ``path`` each time so that it survives an interruption too."""
 
-    def __init__(self, heldout, curve):
+    def __init__(self, heldout, curve, path):
         super().__init__()
-        self.heldout, self.curve = heldout, curve
+        self.heldout, self.curve, self.path = heldout, curve, path
 
     def on_epoch_end(self, epoch, logs=None):
         result = objectives.evaluate_mlm(self.model, self.heldout)
@@ -60,6 +61,8 @@ class HeldOut(keras.callbacks.Callback):
         self.curve.append({"epoch": epoch, "train_loss": float(logs["loss"]),
                            "heldout_perplexity": result["perplexity"],
                            "heldout_masked_accuracy": result["masked_accuracy"]})
+        with open(self.path, "w") as handle:
+            json.dump(self.curve, handle)
         print(f"epoch {epoch}: loss {logs['loss']:.3f}, held-out perplexity "
               f"{result['perplexity']:.1f}, masked accuracy {result['masked_accuracy']:.3f}",
               flush=True)
@@ -105,14 +108,9 @@ def main():
     curve = json.load(open(curve_path)) if os.path.exists(curve_path) else []
     backup = saving.BackupAndRestore(os.path.join(args.out, "backup"), datasets=[batches])
 
-    class SaveCurve(keras.callbacks.Callback):  # the curve survives an interruption too
-        def on_epoch_end(self, epoch, logs=None):
-            with open(curve_path, "w") as handle:
-                json.dump(curve, handle)
-
     start = time.perf_counter()
     mlm.fit(batches, epochs=epochs, steps_per_epoch=args.steps_per_epoch, verbose=0,
-            callbacks=[HeldOut(heldout, curve), SaveCurve(), backup])
+            callbacks=[HeldOut(heldout, curve, curve_path), backup])
     wall = time.perf_counter() - start
 
     backbone_path = os.path.join(args.out, "backbone.keras")

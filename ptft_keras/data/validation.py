@@ -241,13 +241,8 @@ def check_ids_fit(token_ids, vocabulary_size=None, max_sequence_length=None, nam
     """Raise ValueError unless ``token_ids`` can go into a model: a non-empty 2-D integer array
     (N, S) with ids in [0, vocabulary_size) and S <= max_sequence_length (each check only when
     its bound is given). Returns the ids as an int32 array."""
-    if isinstance(token_ids, (str, bytes)) or (
-            isinstance(token_ids, (list, tuple)) and token_ids and isinstance(token_ids[0], str)):
-        raise ValueError(
-            f"{name} are text, not token ids: encode them first (tok.encode(texts, "
-            f"sequence_length=...)), or use models.TextClassifier, which takes strings.")
     ids = np.asarray(token_ids)
-    if ids.dtype.kind in "UOS":
+    if ids.dtype.kind in "UOS":  # a str, a list of str, or an array of them
         raise ValueError(
             f"{name} have dtype {ids.dtype} (text?): encode the texts first with "
             f"tok.encode(texts, sequence_length=...), or use models.TextClassifier.")

@@ -209,7 +209,9 @@ def finetune(
     backbone = find_backbone(model) if backbone is None else backbone
     vocab_rows = getattr(backbone, "vocabulary_size", None)
     max_length = getattr(backbone, "max_sequence_length", None)
-    for split, inputs in (("training", x_train), ("validation", (validation_data or [{}])[0])):
+    splits = [("training", x_train)] + ([("validation", validation_data[0])]
+                                        if validation_data is not None else [])
+    for split, inputs in splits:
         if "token_ids" in inputs:  # text, floats, wrong shape, ids outside the table, too long
             check_ids_fit(inputs["token_ids"], vocab_rows if isinstance(vocab_rows, int) else None,
                           max_length if isinstance(max_length, int) else None,

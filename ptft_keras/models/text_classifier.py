@@ -108,12 +108,12 @@ class TextClassifier(keras_hub.models.TextClassifier):
                 raise ValueError("TextClassifier needs tokenizer=... (a WordPieceTokenizer).")
             keras_tokenizer = _keras_tokenizer(tokenizer)
             check_vocab(keras_tokenizer.get_vocabulary())
+            longest = _max_sequence_length(classifier)
             if sequence_length is None:
-                sequence_length = _max_sequence_length(classifier)
+                sequence_length = longest
                 if sequence_length is None:
                     raise ValueError("Pass sequence_length=... (the length the classifier was "
                                      "trained on).")
-            longest = _max_sequence_length(classifier)
             if longest is not None and sequence_length > longest:
                 raise ValueError(
                     f"sequence_length={sequence_length} is longer than the backbone's "
