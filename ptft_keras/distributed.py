@@ -176,6 +176,20 @@ def demo_model(features=20, classes=3, hidden=64, learning_rate=1e-2):
     return model
 
 
+def _build_in_scope(strategy, build_model_fn, n_examples, global_batch, seed):
+    """The seeded, compiled model built inside ``strategy.scope()`` (optimizer slots too, so
+    they are mirrored), its initial weights and the number of replicas."""
+    replicas = strategy.num_replicas_in_sync
+    _check_exact_split(n_examples, global_batch, replicas)
+    keras.utils.set_random_seed(seed)
+    with strategy.scope():
+        model = build_model_fn()
+        if not model.compiled:
+            raise ValueError("build_model_fn must return a compiled model (compile it inside).")
+        model.optimizer.build(model.trainable_variables)
+    return model, [np.array(w) for w in model.get_weights()], replicas
+
+
 def train_once(strategy, build_model_fn, x, y, global_batch, epochs=1, seed=0):
     """Build (inside ``strategy.scope()``), train with ``fit`` and report; for comparing
     strategies on the same data.
@@ -188,14 +202,7 @@ def train_once(strategy, build_model_fn, x, y, global_batch, epochs=1, seed=0):
     Returns a dict: weights (list of arrays), initial_weights, losses (per epoch), seconds
     (fit only), replicas.
     """
-    replicas = strategy.num_replicas_in_sync
-    _check_exact_split(len(x), global_batch, replicas)
-    keras.utils.set_random_seed(seed)
-    with strategy.scope():
-        model = build_model_fn()
-    if not model.compiled:
-        raise ValueError("build_model_fn must return a compiled model (compile it inside).")
-    initial = [np.array(w) for w in model.get_weights()]
+    model, initial, replicas = _build_in_scope(strategy, build_model_fn, len(x), global_batch, seed)
     start = time.perf_counter()
     history = model.fit(x, y, batch_size=global_batch, epochs=epochs, shuffle=False, verbose=0)
     seconds = time.perf_counter() - start
@@ -351,15 +358,7 @@ def train_multi_worker(strategy, build_model_fn, x, y, global_batch, epochs=1, s
     workers (ring all-reduce) before the same Adam update everywhere:
     sum over replicas of mean_r / R = the mean over the global batch, as on one device.
     """
-    replicas = strategy.num_replicas_in_sync
-    _check_exact_split(len(x), global_batch, replicas)
-    keras.utils.set_random_seed(seed)
-    with strategy.scope():
-        model = build_model_fn()
-        if not model.compiled:
-            raise ValueError("build_model_fn must return a compiled model (compile it inside).")
-        model.optimizer.build(model.trainable_variables)  # its slots are mirrored too
-    initial = [np.array(w) for w in model.get_weights()]
+    model, initial, replicas = _build_in_scope(strategy, build_model_fn, len(x), global_batch, seed)
     dataset = worker_dataset(strategy, x, y, global_batch, input_mode)
 
     def replica_step(x_batch, y_batch):

@@ -204,23 +204,48 @@ def wordpiece_tokenizer(vocab, lowercase=True):
     )
 
 
+def pack(first, sequence_length, second=None, start_id=CLS, end_id=SEP, pad_id=PAD):
+    """The one sequence packer: ``[CLS] A [SEP] [PAD]...``, or ``[CLS] A [SEP] B [SEP] [PAD]...``.
+
+    first, second: token-id lists (list of lists, or a ``tf.RaggedTensor``), N rows each.
+    Returns int32 ``token_ids`` (N, sequence_length); with ``second``, also ``segment_ids``
+    (0 for ``[CLS] A [SEP]``, 1 for ``B [SEP]``, 0 on padding). Long inputs are cut so that
+    ``end_id`` always closes the sequence; a long pair loses tokens from the end of the longer
+    segment first (keras-hub's ``StartEndPacker`` / ``MultiSegmentPacker(truncate="round_robin")``,
+    the packers keras-hub's BERT preprocessors use).
+    """
+    import keras_hub
+    import tensorflow as tf  # data side: keras-hub packers take ragged tensors
+
+    def ragged(rows):
+        if isinstance(rows, tf.RaggedTensor):
+            return tf.cast(rows, "int32")
+        return tf.ragged.constant([np.asarray(r, "int64").tolist() for r in rows], dtype="int32",
+                                  ragged_rank=1)
+
+    if second is None:
+        packer = keras_hub.layers.StartEndPacker(
+            sequence_length=sequence_length, start_value=start_id, end_value=end_id,
+            pad_value=pad_id)
+        return np.asarray(packer(ragged(first)), "int32")
+    packer = keras_hub.layers.MultiSegmentPacker(
+        sequence_length=sequence_length, start_value=start_id, end_value=end_id,
+        pad_value=pad_id, truncate="round_robin")
+    token_ids, segment_ids = packer((ragged(first), ragged(second)))
+    return np.asarray(token_ids, "int32"), np.asarray(segment_ids, "int32")
+
+
 def encode(texts, tokenizer, sequence_length):
-    """Tokenize and pack ``texts`` as ``[CLS] tokens [SEP] [PAD]...``.
+    """Tokenize and pack ``texts`` as ``[CLS] tokens [SEP] [PAD]...`` (see ``pack``).
 
     Returns an int32 array of shape (len(texts), sequence_length); long texts are truncated so
     that [SEP] always ends the sequence.
     """
-    import keras_hub
-
     texts, _ = check_texts_labels(texts, name="texts to encode")  # str, valid UTF-8, non-empty
-    packer = keras_hub.layers.StartEndPacker(
-        sequence_length=sequence_length, start_value=CLS, end_value=SEP, pad_value=PAD
-    )
     ids = []
     for start in range(0, len(texts), 4096):  # chunks keep peak memory small on big corpora
-        ids.append(np.asarray(packer(tokenizer(texts[start : start + 4096]))))
-    return np.concatenate(ids).astype("int32")
-
+        ids.append(pack(tokenizer(texts[start : start + 4096]), sequence_length))
+    return np.concatenate(ids)
 
 
 def _check_sequence_length(sequence_length):

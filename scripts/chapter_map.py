@@ -15,7 +15,7 @@ CHAPTERS = [
     ("3", "practice: pre-train, fine-tune, a sentiment project", "03_practice.ipynb",
      "tokenizers, models, objectives.mlm, finetuning, evaluation, models.minilm"),
     ("4", "multi-task learning, cross-domain fine-tuning", "04_multitask_and_domains.ipynb",
-     "multitask, domain, layers"),
+     "multitask, domain, layers, experiments.single_vs_multi"),
     ("5", "trends: scaling, distributed, CLIP, applications", "05_trends.ipynb",
      "scaling, experiments.scaling_grid, distributed, models.clip, data.sensors, data.finance"),
     ("A", "tools and resources", "A_tools_and_resources.ipynb", "config, data"),

@@ -63,23 +63,23 @@ class HeldOut(keras.callbacks.Callback):
                            "heldout_masked_accuracy": result["masked_accuracy"]})
         with open(self.path, "w") as handle:
             json.dump(self.curve, handle)
-        print(f"epoch {epoch}: loss {logs['loss']:.3f}, held-out perplexity "
+        print(f"[{time.strftime('%H:%M:%S')}] epoch {epoch}: loss {logs['loss']:.3f}, held-out perplexity "
               f"{result['perplexity']:.1f}, masked accuracy {result['masked_accuracy']:.3f}",
               flush=True)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=20000, help="optimizer steps in all")
-    parser.add_argument("--steps-per-epoch", type=int, default=500,
-                        help="steps between backups and held-out evaluations")
+    parser.add_argument("--steps", type=int, default=20000,
+                        help="optimizer steps in all, rounded up to whole passes over the data "
+                             "(one pass = one epoch: a backup and a held-out evaluation)")
     parser.add_argument("--kind", choices=("transformer", "lstm"), default="transformer")
     parser.add_argument("--vocabulary", type=int, default=4000)
     parser.add_argument("--sequence-length", type=int, default=48)
     parser.add_argument("--out", default=os.path.join("data", "checkpoints", "en_mlm"))
     args = parser.parse_args()
-    if args.steps < 1 or args.steps_per_epoch < 1:
-        parser.error("--steps and --steps-per-epoch must be positive")
+    if args.steps < 1:
+        parser.error("--steps must be positive")
     config.set_seed(0)
 
     reviews = data.load_en_reviews()
@@ -91,7 +91,7 @@ def main():
     heldout = objectives.MLMDataset(tok.encode(reviews[reviews.split == "val"].text.tolist(), S),
                                     V, batch_size=256, dynamic=False, shuffle=False, seed=1)
     plateau = R.unigram_perplexity(ids, heldout, V)
-    print(f"{len(texts):,} sequences ({int((ids > 0).sum()):,} tokens), vocabulary {V}; "
+    print(f"[{time.strftime('%H:%M:%S')}] {len(texts):,} sequences ({int((ids > 0).sum()):,} tokens), vocabulary {V}; "
           f"held-out unigram perplexity {plateau['perplexity']:.0f}", flush=True)
 
     keras.utils.set_random_seed(0)
@@ -102,14 +102,16 @@ def main():
     batches = objectives.MLMDataset(ids, V, batch_size=recipe.batch_size, seed=0,
                                     mask_rate=recipe.mask_rate)
     mlm(batches[0][0])  # built before BackupAndRestore restores into it
-    epochs = int(np.ceil(args.steps / args.steps_per_epoch))
+    # Whole passes: a Keras epoch shorter than the data would end the next epoch early at the
+    # data's end (and re-mask mid-pass), so an epoch here is one pass over the sequences.
+    epochs = int(np.ceil(args.steps / len(batches)))
     os.makedirs(args.out, exist_ok=True)
     curve_path = os.path.join(args.out, "curve.partial.json")
     curve = json.load(open(curve_path)) if os.path.exists(curve_path) else []
     backup = saving.BackupAndRestore(os.path.join(args.out, "backup"), datasets=[batches])
 
     start = time.perf_counter()
-    mlm.fit(batches, epochs=epochs, steps_per_epoch=args.steps_per_epoch, verbose=0,
+    mlm.fit(batches, epochs=epochs, verbose=0,
             callbacks=[HeldOut(heldout, curve, curve_path), backup])
     wall = time.perf_counter() - start
 
@@ -119,9 +121,8 @@ def main():
     provenance = {
         "recipe": dataclasses.asdict(recipe), "sequence_length": S, "vocabulary_size": V,
         "sequences": len(texts), "tokens_per_epoch_of_data": int((ids > 0).sum()),
-        "steps": epochs * args.steps_per_epoch,
-        "tokens_seen": int(epochs * args.steps_per_epoch * recipe.batch_size
-                           * float((ids > 0).sum(1).mean())),
+        "steps": epochs * len(batches), "epochs": epochs,
+        "tokens_seen": int(epochs * (ids > 0).sum()),
         "wall_seconds_this_call": wall, "unigram_perplexity": plateau["perplexity"],
         "top_token_share": plateau["top_token_share"], "curve": curve,
         "sha256": {"backbone.keras": sha256(backbone_path), "vocab.txt": sha256(vocab_path)},

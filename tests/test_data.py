@@ -174,7 +174,7 @@ def test_check_texts_labels_accepts_good_input():
     ("one text", None, {}, r"single str.*wrap it in a list"),
     (["a", "b"], [0.5, 1.0], {}, r"label 0.5 at index 0 has a fractional part"),
     (["a", "b"], ["pos", "neg"], {}, r"labels are strings.*integer class ids are expected"),
-    (["a", "b"], [1, None], {}, r"missing \(None/NaN\), first at index 1"),
+    (["a", "b"], [1, None], {}, r"missing \(None/NaN\) or infinite, first at index 1"),
     (["a", "b"], np.array([1.0, np.nan]), {}, r"missing \(None/NaN\)"),
     (["a", "b", "c"], [0, 7, 9], {"label_set": (0, 1)}, r"\[7, 9\] are outside the allowed set \[0, 1\]"),
     (["a", "b"], ["good", "bad"], {"label_set": ("negative", "positive")},

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ptft_keras import config
+from ptft_keras import config, tokenizers
 from ptft_keras.experiments import label_budget
 from ptft_keras import models
 
@@ -84,7 +84,7 @@ def test_compact_vocabulary_and_pack():
     assert source_ids.tolist() == [0, 4, 5, 6, 7, 10, 11]  # 12, 13, 19 rare; 2 is "unused"
     assert lookup[10] == 5 and lookup[11] == 6 and lookup[0] == 0
     assert lookup[12] == lookup[2] == lookup[19] == 1  # -> compact id of [UNK]
-    packed = label_budget.pack(lists, 5, start_id=2, end_id=3, lookup=lookup)
+    packed = tokenizers.pack([lookup[ids] for ids in lists], 5, start_id=2, end_id=3)
     assert packed.dtype == np.int32 and packed.shape == (3, 5)
     assert packed[0].tolist() == [2, 5, 6, 5, 3]  # cut to 3 tokens; the end token survives
     assert packed[2].tolist() == [2, 1, 3, 0, 0]

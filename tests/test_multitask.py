@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 from ptft_keras import multitask as M
+from ptft_keras.experiments import single_vs_multi
 from ptft_keras.models import TransformerBackbone
 
 VOCAB, SEQ = 100, 8
@@ -344,7 +345,7 @@ def test_compare_single_vs_multi_returns_one_row_per_task():
     tasks = {"sentiment": TASKS["sentiment"], "rating": TASKS["rating"]}
     train = M.task_arrays(frame_with_gaps(32), tasks, token_ids(32))
     test = M.task_arrays(frame_with_gaps(16, seed=1), tasks, token_ids(16, seed=1))
-    table = M.compare_single_vs_multi(tiny_backbone, tasks, train, test, epochs=1,
+    table = single_vs_multi.compare_single_vs_multi(tiny_backbone, tasks, train, test, epochs=1,
                                       batch_size=16, run_eagerly=True)
     assert list(table["task"]) == ["sentiment", "rating"]
     assert list(table["metric"]) == ["accuracy", "mae"]

@@ -7,7 +7,7 @@ import keras_hub
 import numpy as np
 import pytest
 
-from ptft_keras import config, objectives
+from ptft_keras import config, objectives, scratch, tokenizers
 from ptft_keras.data import EpochDataset
 
 
@@ -236,13 +236,23 @@ def test_split_sentences():
         "Call me Ishmael.", "Some years ago!", "Why?", "你好。", "再见！"]
 
 
-def test_pack_sentence_pairs_by_hand():
-    ids, segments, padding = objectives.pack_sentence_pairs([[10, 11], [10, 11, 12, 13, 14]],
-                                                   [[20], [20, 21, 22]], 8, cls_id=2, sep_id=3,
-                                                   pad_id=0)
+def test_pack_pairs_by_hand_and_as_scratch_does():
+    ids, segments = tokenizers.pack([[10, 11], [10, 11, 12, 13, 14]], 8, [[20], [20, 21, 22]],
+                                    start_id=2, end_id=3, pad_id=0)
     assert ids.tolist() == [[2, 10, 11, 3, 20, 3, 0, 0], [2, 10, 11, 12, 3, 20, 21, 3]]
     assert segments.tolist() == [[0, 0, 0, 0, 1, 1, 0, 0], [0, 0, 0, 0, 0, 1, 1, 1]]
-    assert padding.tolist() == [[1, 1, 1, 1, 1, 1, 0, 0], [1] * 8]
+    # The NumPy-only chapter-2 packer (scratch.pack_pair) truncates exactly like keras-hub's,
+    # ties included (equal lengths: B loses the token).
+    rng = np.random.default_rng(0)
+    first = [list(rng.integers(5, 50, rng.integers(0, 12))) for _ in range(200)]
+    second = [list(rng.integers(5, 50, rng.integers(0, 12))) for _ in range(200)]
+    first += [[7] * 6, [7] * 5]
+    second += [[9] * 6, [9] * 5]
+    ids, segments = tokenizers.pack(first, 10, second, start_id=2, end_id=3, pad_id=0)
+    for row, (a, b) in enumerate(zip(first, second)):
+        by_hand, seg = scratch.pack_pair(a, b, 10)
+        assert ids[row].tolist() == by_hand.tolist(), (a, b)
+        assert segments[row].tolist() == seg.tolist()
 
 
 def _id_documents(num_docs=60, seed=0):

@@ -92,9 +92,22 @@ def _check_texts(texts, name):
     return out
 
 
-def _check_labels(labels, n_texts, label_set, name):
+def check_labels(labels, num_classes=None, name="labels", *, label_set=None, n_texts=None):
+    """The one label check: class ids in ``[0, num_classes)`` (or in ``label_set``); returns
+    int32 (N,).
+
+    Whole floats (1.0) are accepted. ``label_set`` of names (str) maps string labels to their
+    position in it. ``n_texts``: the labels must pair up with that many texts. Raises
+    ``DataError`` (a ValueError) naming the problem, the offending indices or values, and the fix.
+    """
+    if num_classes is not None:
+        if label_set is not None:
+            raise ValueError("Pass num_classes or label_set, not both.")
+        label_set = range(int(num_classes))
     items = _as_list(labels, "labels", name)
-    if len(items) != n_texts:
+    if n_texts is None and not items:
+        raise DataError(f"{name} is empty: the split has no examples.")
+    if n_texts is not None and len(items) != n_texts:
         raise DataError(
             f"{name}: {n_texts} texts but {len(items)} labels; they must pair up one to one. "
             f"Check that texts and labels come from the same rows (same filter, same split)."
@@ -114,7 +127,7 @@ def _check_labels(labels, n_texts, label_set, name):
             ids.append(int(value))
         elif isinstance(value, numbers.Integral):
             ids.append(int(value))
-        elif _is_missing(value):
+        elif _is_missing(value) or (isinstance(value, numbers.Real) and math.isinf(value)):
             missing.append(i)
             ids.append(None)
         elif isinstance(value, numbers.Real):
@@ -128,9 +141,9 @@ def _check_labels(labels, n_texts, label_set, name):
             ids.append(None)
     if missing:
         raise DataError(
-            f"{name}: {len(missing)} label(s) are missing (None/NaN), first at index {missing[0]} "
-            f"(indices {_show(missing)}). Drop those rows before training, e.g. "
-            f"df.dropna(subset=['label'])."
+            f"{name}: {len(missing)} label(s) are missing (None/NaN) or infinite, first at index "
+            f"{missing[0]} (indices {_show(missing)}): every example needs a class id. Drop those "
+            f"rows before training, e.g. df.dropna(subset=['label'])."
         )
     if other:
         i = other[0]
@@ -144,7 +157,7 @@ def _check_labels(labels, n_texts, label_set, name):
         i = fractional[0]
         raise DataError(
             f"{name}: label {items[i]!r} at index {i} has a fractional part ({len(fractional)} such "
-            f"labels, indices {_show(fractional)}); class labels must be whole numbers. For a "
+            f"labels, indices {_show(fractional)}); labels must be integer class ids. For a "
             f"rating, derive a class first, e.g. (rating > 0).astype(int), or train a regression "
             f"model on the float targets instead."
         )
@@ -176,10 +189,15 @@ def _check_labels(labels, n_texts, label_set, name):
         bad = sorted({v for v in ids if v not in allowed})
         if bad:
             where = [i for i, v in enumerate(ids) if v not in allowed]
+            if num_classes is not None:
+                what, fix = (f"label set 0..{int(num_classes) - 1}",
+                             "build the classifier with a larger num_classes")
+            else:
+                what, fix = (f"allowed set {sorted(allowed)}",
+                             "widen label_set (and the model's number of classes)")
             raise DataError(
-                f"{name}: label values {bad} are outside the allowed set {sorted(allowed)} "
-                f"(indices {_show(where)}). Fix the labels, or widen label_set (and the model's "
-                f"number of classes)."
+                f"{name}: label values {bad} are outside the {what} (indices {_show(where)}). "
+                f"Fix the labels, or {fix}."
             )
     else:
         negative = [i for i, v in enumerate(ids) if v < 0]
@@ -205,35 +223,8 @@ def check_texts_labels(texts, labels=None, label_set=None, name="dataset"):
     out_texts = _check_texts(texts, name)
     if labels is None:
         return out_texts, None
-    return out_texts, _check_labels(labels, len(out_texts), label_set, name)
-
-
-
-def check_labels(labels, num_classes, name="labels"):
-    """Raise ValueError unless labels are integers in [0, num_classes); returns int32 array."""
-    labels = np.asarray(labels)
-    if labels.size == 0:
-        raise ValueError(f"{name} is empty: the split has no examples.")
-    if not np.issubdtype(labels.dtype, np.integer):
-        if np.issubdtype(labels.dtype, np.floating) and not np.all(np.isfinite(labels)):
-            bad = np.flatnonzero(~np.isfinite(labels))
-            raise ValueError(
-                f"{name} contain NaN or infinity at index {_show(bad.tolist())}: every example "
-                f"needs a class id. Drop the unlabeled rows (e.g. df.dropna(subset=['label'])).")
-        if np.issubdtype(labels.dtype, np.floating) and np.all(np.mod(labels, 1) == 0):
-            labels = labels.astype("int64")
-        else:
-            raise ValueError(
-                f"{name} must be integer class ids 0..{num_classes - 1}, got dtype "
-                f"{labels.dtype}. Map string labels to ids first (e.g. with a dict)."
-            )
-    bad = sorted(set(np.unique(labels[(labels < 0) | (labels >= num_classes)]).tolist()))
-    if bad:
-        raise ValueError(
-            f"{name} contain {bad}, outside the label set 0..{num_classes - 1}. "
-            f"Fix the labels or build the classifier with a larger num_classes."
-        )
-    return labels.astype("int32")
+    return out_texts, check_labels(labels, label_set=label_set, n_texts=len(out_texts),
+                                   name=name)
 
 
 

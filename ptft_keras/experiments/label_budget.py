@@ -7,9 +7,9 @@ This module holds the parts that are easy to get subtly wrong:
 - ``budget_subsets``: nested, class-stratified subsets of a labeled pool (the 1% subset is
   inside the 5% subset, and so on), so that a curve over budgets is not also a curve over
   different random samples.
-- ``compact_vocabulary`` / ``pack`` / ``compress_embeddings``: reuse the token embeddings of a
-  large pre-trained model (its WordPiece vocabulary, restricted to the tokens our text uses,
-  and compressed by PCA) inside a small model.
+- ``compact_vocabulary`` / ``compress_embeddings``: reuse the token embeddings of a large
+  pre-trained model (its WordPiece vocabulary, restricted to the tokens our text uses, and
+  compressed by PCA) inside a small model; ``tokenizers.pack`` packs the remapped ids.
 - ``build_elmo_classifier``: token embeddings + bidirectional LSTM states, averaged over the
   real tokens, layer-normalised, then one dense layer (ELMo's idea of feeding *all* layers,
   the token layer included, to the task model).
@@ -115,20 +115,6 @@ def compact_vocabulary(id_lists, source_size, special_ids, unk_id, min_count=2, 
     lookup = np.full(source_size, special_ids.index(unk_id), dtype="int32")
     lookup[source_ids] = np.arange(len(source_ids), dtype="int32")
     return source_ids, lookup
-
-
-def pack(id_lists, sequence_length, start_id, end_id, lookup=None, pad_id=0):
-    """``[start] ids [end] [pad]...`` rows (int32, (N, sequence_length)); long inputs are cut
-    so that ``end_id`` always closes the sequence. ``lookup`` maps source ids first."""
-    out = np.full((len(id_lists), sequence_length), pad_id, dtype="int32")
-    for row, ids in enumerate(id_lists):
-        ids = np.asarray(ids, dtype="int64")[: sequence_length - 2]
-        if lookup is not None:
-            ids = lookup[ids]
-        out[row, 0] = start_id
-        out[row, 1 : len(ids) + 1] = ids
-        out[row, len(ids) + 1] = end_id
-    return out
 
 
 def compress_embeddings(matrix, dim, skip=0, scale=0.05):

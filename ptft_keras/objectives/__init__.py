@@ -36,7 +36,6 @@ from ptft_keras.objectives.permutation_lm import (
 from ptft_keras.objectives.sentence_pairs import (
     SentencePairPretrainer,
     compile_sentence_pair,
-    pack_sentence_pairs,
     sample_nsp_pairs,
     sample_sop_pairs,
     sentence_pair_arrays,

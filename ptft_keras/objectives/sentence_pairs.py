@@ -6,6 +6,7 @@ import keras
 import keras_hub
 import numpy as np
 
+from ptft_keras import tokenizers
 from ptft_keras.models.classifier import sequence_output
 from ptft_keras.objectives.base import Pretrainer
 from ptft_keras.objectives.mlm import mask_tokens
@@ -61,34 +62,6 @@ def sample_sop_pairs(documents, rng, swap_rate=0.5):
     return pairs
 
 
-def pack_sentence_pairs(first, second, sequence_length, cls_id, sep_id, pad_id):
-    """[CLS] A [SEP] B [SEP] [PAD]... with segment ids 0 (for [CLS] A [SEP]) and 1 (B [SEP]).
-
-    first, second: lists of token-id lists. Returns int32 ``token_ids``, ``segment_ids``,
-    ``padding_mask``, each (N, sequence_length). Too-long pairs lose tokens from the end of
-    the longer segment first (keras-hub ``MultiSegmentPacker``, "waterfall" would cut B only).
-    """
-    import tensorflow as tf  # data side: keras-hub packers take ragged tensors
-
-    packer = keras_hub.layers.MultiSegmentPacker(
-        sequence_length=sequence_length,
-        start_value=cls_id,
-        end_value=sep_id,
-        pad_value=pad_id,
-        truncate="round_robin",
-    )
-    token_ids, segment_ids = packer(
-        (tf.ragged.constant(first, dtype="int32"), tf.ragged.constant(second, dtype="int32"))
-    )
-    token_ids = np.asarray(token_ids, "int32")
-    segment_ids = np.asarray(segment_ids, "int32")
-    # Real tokens: everything the packer wrote, i.e. up to and including the last [SEP].
-    length = np.array([len(a) + len(b) + 3 for a, b in zip(first, second)])
-    kept = np.minimum(length, sequence_length)
-    padding_mask = np.arange(sequence_length)[None, :] < kept[:, None]
-    return token_ids, segment_ids, padding_mask.astype("int32")
-
-
 def sentence_pair_arrays(
     documents, rng, task, sequence_length, vocabulary_size, cls_id, sep_id, pad_id, mask_id,
     special_ids=None, random_start=5, mask_rate=0.15,
@@ -105,9 +78,10 @@ def sentence_pair_arrays(
     first = [list(documents[d][i]) for (d, i), _, _ in pairs]
     second = [list(documents[d][j]) for _, (d, j), _ in pairs]
     labels = np.array([label for _, _, label in pairs], "int32")
-    token_ids, segment_ids, padding_mask = pack_sentence_pairs(
-        first, second, sequence_length, cls_id, sep_id, pad_id
-    )
+    token_ids, segment_ids = tokenizers.pack(first, sequence_length, second, cls_id, sep_id, pad_id)
+    # Real tokens: everything the packer wrote, up to and including the last [SEP].
+    kept = np.minimum([len(a) + len(b) + 3 for a, b in zip(first, second)], sequence_length)
+    padding_mask = (np.arange(sequence_length)[None, :] < kept[:, None]).astype("int32")
     masked = mask_tokens(
         token_ids, rng, vocabulary_size, mask_rate=mask_rate, mask_token_id=mask_id,
         special_ids=special_ids or (pad_id, cls_id, sep_id), random_start=random_start,

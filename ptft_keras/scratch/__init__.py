@@ -381,11 +381,11 @@ def sentence_pairs(documents, rng, task="nsp"):
 
 
 def pack_pair(ids_a, ids_b, length, cls=2, sep=3, pad=0):
-    """[CLS] A [SEP] B [SEP] [PAD]... plus segment ids (0 for A, 1 for B); A and B trimmed
-    alternately from their ends until the pair fits."""
+    """[CLS] A [SEP] B [SEP] [PAD]... plus segment ids (0 for A, 1 for B); the longer of A and B
+    loses its last token until the pair fits (B on a tie), as ``tokenizers.pack`` does."""
     a, b = list(ids_a), list(ids_b)
     while len(a) + len(b) > length - 3:
-        (a if len(a) >= len(b) else b).pop()
+        (a if len(a) > len(b) else b).pop()
     tokens = [cls] + a + [sep] + b + [sep]
     segments = [0] * (len(a) + 2) + [1] * (len(b) + 1)
     padding = length - len(tokens)
