@@ -516,6 +516,12 @@ def build(src_dir, out_dir):
         path = out_dir / name
         entry["sha256"] = sha256_file(path)
         entry["bytes"] = path.stat().st_size
+    # Files this script does not build (the course checkpoint, written by
+    # scripts/pretrain_checkpoint.py) keep their entries.
+    old = out_dir / "MANIFEST.json"
+    if old.is_file():
+        kept = json.loads(old.read_text(encoding="utf-8")).get("files", {})
+        files.update({k: v for k, v in kept.items() if k.startswith("checkpoints/")})
     manifest = {
         "description": "Vendored course data; rebuild with `python scripts/build_data.py`.",
         "seed": SEED,
@@ -529,7 +535,8 @@ def build(src_dir, out_dir):
 
     total = 0
     print(f"{'file':<18} {'bytes':>10}  sha256")
-    for name in list(files) + ["MANIFEST.json", "README.md"]:
+    for name in [n for n in files if not n.startswith("checkpoints/")] + ["MANIFEST.json",
+                                                                          "README.md"]:
         path = out_dir / name
         total += path.stat().st_size
         print(f"{name:<18} {path.stat().st_size:>10,}  {sha256_file(path)}")

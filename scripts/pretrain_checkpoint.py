@@ -13,7 +13,7 @@ Interrupted runs resume: every epoch is backed up under ``<out>/backup`` (``savi
 run the same command again and it continues where it stopped, to the same weights.
 
     python scripts/pretrain_checkpoint.py --steps 20000            # tens of CPU minutes
-    python scripts/pretrain_checkpoint.py --steps 200 --out /tmp/ck  # a smoke run
+    python scripts/pretrain_checkpoint.py --steps 1 --out /tmp/ck    # a smoke run: one pass
 """
 
 import argparse
@@ -66,6 +66,29 @@ class HeldOut(keras.callbacks.Callback):
         print(f"[{time.strftime('%H:%M:%S')}] epoch {epoch}: loss {logs['loss']:.3f}, held-out perplexity "
               f"{result['perplexity']:.1f}, masked accuracy {result['masked_accuracy']:.3f}",
               flush=True)
+
+
+def register_in_manifest(out, provenance):
+    """List the checkpoint's files with their sha256 in the data manifest, when ``out`` lies in
+    the data directory (``models.load_course_checkpoint`` verifies them). Returns True if so."""
+    root = data.data_dir().resolve()
+    out = os.path.realpath(out)
+    if os.path.commonpath([str(root), out]) != str(root):
+        return False
+    folder = os.path.relpath(out, root).replace(os.sep, "/")
+    path = root / "MANIFEST.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    for filename in ("backbone.keras", "vocab.txt", "provenance.json"):
+        file = os.path.join(out, filename)
+        manifest["files"][f"{folder}/{filename}"] = {
+            "built_by": provenance["command"],
+            "sources": ["en_reviews.csv (train split texts)", "en_corpus.txt"],
+            "license": "MIT (derived from vaderSentiment's review texts; the corpus texts are "
+                       "public domain / CC0)",
+            "sha256": sha256(file), "bytes": os.path.getsize(file)}
+    text = json.dumps(manifest, indent=1, ensure_ascii=False) + "\n"
+    saving._atomic_write(str(path), lambda handle: handle.write(text.encode("utf-8")))
+    return True
 
 
 def main():
@@ -131,8 +154,10 @@ def main():
     with open(os.path.join(args.out, "provenance.json"), "w") as handle:
         json.dump(provenance, handle, indent=1)
     os.remove(curve_path)
+    listed = register_in_manifest(args.out, provenance)
     print(f"wrote {args.out}: {provenance['steps']} steps, final held-out perplexity "
-          f"{curve[-1]['heldout_perplexity']:.1f} (plateau {plateau['perplexity']:.0f})")
+          f"{curve[-1]['heldout_perplexity']:.1f} (plateau {plateau['perplexity']:.0f})"
+          + ("; listed in data/MANIFEST.json" if listed else ""))
 
 
 if __name__ == "__main__":

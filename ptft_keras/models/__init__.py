@@ -7,6 +7,7 @@ course's other networks.
   ``predict_proba`` turns its logits into probabilities.
 - ``TextClassifier``: raw strings in (WordPiece + packing inside), a ``build_classifier`` model
   behind; one ``.keras`` file.
+- ``load_course_checkpoint``: the encoder the course pre-trained itself (``data/checkpoints``).
 - ``build_lstm_classifier``: the raw-string LSTM baseline (``TextVectorization`` inside).
 - ``minilm``: the real pre-trained MiniLM (sentence-transformers' all-MiniLM-L6-v2), offline.
 - ``clip``: a small image-text contrastive model (chapter 5).
@@ -14,6 +15,7 @@ course's other networks.
 """
 
 from ptft_keras.models.baseline import build_lstm_classifier
+from ptft_keras.models.checkpoint import load_course_checkpoint
 from ptft_keras.models.classifier import build_classifier, predict_proba, sequence_output
 from ptft_keras.models.lstm import LSTMBackbone
 from ptft_keras.models.text_classifier import TextClassifier, WordPiecePreprocessor
