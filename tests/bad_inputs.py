@@ -29,6 +29,17 @@ def make_context():
     folder = tempfile.mkdtemp(prefix="ptft_bad_")
     Path(folder, "truncated.keras").write_bytes(b"PK\x03\x04 cut short")
     Path(folder, "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n")
+    # A data directory whose course checkpoint has one byte changed, another with none at all.
+    damaged = Path(folder, "data_damaged", "checkpoints", "en_mlm")
+    damaged.mkdir(parents=True)
+    for name in ("backbone.keras", "vocab.txt", "provenance.json"):
+        content = (ROOT / "data" / "checkpoints" / "en_mlm" / name).read_bytes()
+        if name == "backbone.keras":
+            content = content[:1000] + bytes([content[1000] ^ 1]) + content[1001:]
+        (damaged / name).write_bytes(content)
+    for copy in ("data_damaged", "data_without"):
+        Path(folder, copy).mkdir(exist_ok=True)
+        Path(folder, copy, "MANIFEST.json").write_bytes((ROOT / "data" / "MANIFEST.json").read_bytes())
     return {
         "texts": texts, "tok": tok, "ids": tok.encode(texts, 8), "labels": np.array([0, 1] * 10),
         "backbone": backbone, "classifier": models.build_classifier(backbone, 2),
@@ -42,6 +53,20 @@ def _ft(ctx, x=None, y=None, **kwargs):
     x = ctx["ids"] if x is None else x
     y = ctx["labels"] if y is None else y
     return finetuning.finetune(ctx["classifier"], (x, y), epochs=1, **kwargs)
+
+
+def _checkpoint_in(folder):
+    from ptft_keras import models
+
+    old = os.environ.get("PTFT_DATA_DIR")
+    os.environ["PTFT_DATA_DIR"] = folder
+    try:
+        return models.load_course_checkpoint()
+    finally:
+        if old is None:
+            del os.environ["PTFT_DATA_DIR"]
+        else:
+            os.environ["PTFT_DATA_DIR"] = old
 
 
 def _tokenizers():
@@ -177,6 +202,12 @@ ROWS = [
     ("saving.load_model", "a truncated .keras file (an interrupted save)",
      lambda c: _saving().load_model(os.path.join(c["folder"], "truncated.keras")),
      "it is not a complete .keras (zip) archive"),
+    ("models.load_course_checkpoint", "a checkpoint file changed by one byte",
+     lambda c: _checkpoint_in(os.path.join(c["folder"], "data_damaged")),
+     "Course checkpoint 'en_mlm':"),
+    ("models.load_course_checkpoint", "the checkpoint missing",
+     lambda c: _checkpoint_in(os.path.join(c["folder"], "data_without")),
+     "Course checkpoint 'en_mlm':"),
 ]
 
 
