@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 from ptft_keras import config, data, objectives, saving, tokenizers  # noqa: E402
 from ptft_keras.data.loaders import _sha256 as sha256  # noqa: E402 (the manifest's checksum)
 from ptft_keras.experiments import recipe as R  # noqa: E402
+from ptft_keras.models import checkpoint  # noqa: E402
 
 # The recipe the sweep found (bench/recipe_sweep.json): post-LN, dropout 0.1, AdamW at a
 # constant 1e-3, 15% masking, and a 3-token locality prior before every block.
@@ -78,7 +79,7 @@ def register_in_manifest(out, provenance):
     folder = os.path.relpath(out, root).replace(os.sep, "/")
     path = root / "MANIFEST.json"
     manifest = json.loads(path.read_text(encoding="utf-8"))
-    for filename in ("backbone.keras", "vocab.txt", "provenance.json"):
+    for filename in checkpoint.FILES:  # the files load_course_checkpoint verifies
         file = os.path.join(out, filename)
         manifest["files"][f"{folder}/{filename}"] = {
             "built_by": provenance["command"],
