@@ -2,7 +2,7 @@
 
     python book/build.py [--pages DIR] [--notebooks DIR] [--out DIR]
 
-Pages come from ``book/pages/*.md`` (index.md first, then by file name) and notebooks from
+Pages come from ``book/en/*.md`` (index.md first, then by file name) and notebooks from
 ``notebooks/*.ipynb``; a notebook belongs to the page whose name prefix it shares
 (``ch03_practice.md`` <- ``03_practice.ipynb``, ``ch03b_project.ipynb``; appendices are lettered,
 ``chA_tools.md`` <- ``A_tools.ipynb``, and sort after the numbered chapters). The site works
@@ -211,7 +211,7 @@ def build(pages_dir, notebooks_dir, out):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pages", type=Path, default=BOOK / "pages")
+    parser.add_argument("--pages", type=Path, default=BOOK / "en")
     parser.add_argument("--notebooks", type=Path, default=BOOK.parent / "notebooks")
     parser.add_argument("--out", type=Path, default=BOOK / "_build" / "html")
     args = parser.parse_args(argv)
