@@ -11,5 +11,5 @@ for nb in notebooks/[0-9]*.ipynb notebooks/[A-Z]_*.ipynb; do  # chapters, then a
     --output-dir "$OUT" "$nb" --log-level=WARN
   echo "   done in $(( $(date +%s) - start )) s"
 done
-python book/build.py --notebooks "$OUT"
-echo ">> book: $(pwd)/book/_build/html/index.html"
+# Sphinx renders the notebooks from $OUT as executed above (never again), and prints where the book is.
+python book/build.py --executed "$OUT"

@@ -1,5 +1,7 @@
-"""book/build.py: a tiny book (one page, two notebooks) builds into a working, offline site."""
+"""The course book: a tiny bilingual book builds into an offline site (book/build.py, Sphinx with
+myst-nb), and the real book/en and book/zh trees have the same pages, a glossary and 16 errata."""
 
+import json
 import re
 import subprocess
 import sys
@@ -9,152 +11,248 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-BUILD = Path(__file__).resolve().parents[1] / "book" / "build.py"
-CDN_SCRIPT = '<script src="https://cdn.example.com/plot.js"></script>'
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "book"))
+import build as book_build  # noqa: E402  (book/build.py: the builder under test)
+
+MATHS = (r"$$\underbrace{\frac{\partial L}{\partial \theta}}_{\text{gradient}} = \hat{y} - y$$"
+         "\n\n"
+         "\\begin{aligned}\n  a &= b + c \\\\\n  d &= \\frac{1}{2}\n\\end{aligned}\n")
 
 
-def _write_sources(root):
-    pages, notebooks = root / "pages", root / "notebooks"
-    pages.mkdir()
-    notebooks.mkdir()
-    (pages / "index.md").write_text(
-        "# Tiny Course\n\nStart with [chapter 1](ch01_intro.md).\n", encoding="utf-8")
-    (pages / "ch01_intro.md").write_text(
-        "# Chapter 1: Intro\n\nThe loss is $a_i * b_i \\\\ c$ and a table:\n\n"
-        "| x | y |\n|---|---|\n| 1 | 2 |\n\n```python\nprint('fenced')\n```\n", encoding="utf-8")
-    executed = new_notebook(cells=[
-        new_markdown_cell("# Demo notebook\n\n<details><summary>Solution</summary>42</details>"),
-        new_code_cell("print('hi')", execution_count=1, outputs=[
-            new_output("stream", name="stdout", text="hello from the notebook 42\n")]),
-        # An output that would load a script from a CDN: the build must drop it.
-        new_code_cell("show()", execution_count=2, outputs=[
-            new_output("display_data", data={"text/html": CDN_SCRIPT + "<b>plot</b>"})]),
-        # An executed exercise solution: folded into a collapsed block on the page.
+def glued_output(name, value):
+    """The output cell myst_nb.glue(name, value, display=False) writes, made by glue itself."""
+    from myst_nb.ext import glue as glue_module
+
+    captured = []
+    original = glue_module.ipy_display
+    glue_module.ipy_display = lambda data, raw, metadata: captured.append((data, metadata))
+    try:
+        glue_module.glue(name, value, display=False)
+    finally:
+        glue_module.ipy_display = original
+    data, metadata = captured[0]
+    return new_output("display_data", data=data, metadata=metadata)
+
+
+def write_tiny_book(root):
+    en, zh, notebooks = root / "en", root / "zh", root / "notebooks"
+    for folder in (en, zh, notebooks):
+        folder.mkdir()
+    (en / "index.md").write_text("# Tiny Course\n\nStart with [chapter 1](ch01_intro.md), "
+                                 "[its gain](ch01_intro.md#ch01-gain).\n", encoding="utf-8")
+    (zh / "index.md").write_text("# 小课程\n\n从[第1章](ch01_intro.md)开始，"
+                                 "[收益](ch01_intro.md#ch01-gain)。\n", encoding="utf-8")
+    (en / "ch01_intro.md").write_text(
+        "# Chapter 1: Intro\n\n(ch01-gain)=\n## The gain\n\nThe gain is $\\hat{y}$, and the paired gap at 200 labels was "
+        "{glue:text}`../notebooks/01_intro.ipynb::ch1_gap_200:.3f` (the notebook printed "
+        "{glue:text}`../notebooks/01_intro.ipynb::ch1_gap_200:s`).\n\n"
+        f"{MATHS}\nRun [the notebook](../notebooks/01_intro.ipynb). Word: zebraword.\n",
+        encoding="utf-8")
+    (zh / "ch01_intro.md").write_text(
+        "# 第1章 导论\n\n(ch01-gain)=\n## 收益\n\n在200个标签时，配对差距为 "
+        "{glue:text}`../notebooks/01_intro.ipynb::ch1_gap_200:.3f`。\n\n"
+        f"{MATHS}\n运行[笔记本](../notebooks/01_intro.ipynb)。\n", encoding="utf-8")
+    (en / "ch02_next.md").write_text("# Chapter 2: Next\n\nThe end of the English pages; it costs $5 or $10.\n",
+                                     encoding="utf-8")
+    nb = new_notebook(cells=[
+        # $$...$$ inside a list item, as Jupyter allows: the dollars after it must still pair
+        new_markdown_cell("# Intro notebook\n\n* The prediction is\n  $$\\hat{y} = \\frac{1}{1+e^{-z}}.$$"
+                          "\n  Then $\\theta$ moves by $\\alpha g$.\n"),
+        new_code_cell("print('hello from the notebook')", execution_count=1, outputs=[
+            new_output("stream", name="stdout", text="hello from the notebook\n")]),
+        new_code_cell("glue('ch1_gap_200', gap, display=False)", execution_count=2,
+                      outputs=[glued_output("ch1_gap_200", 0.01234)]),
         new_code_cell("# Solution to exercise 1\nprint(6 * 7)", execution_count=3,
                       metadata={"tags": ["solution", "hide-input"]},
                       outputs=[new_output("stream", name="stdout", text="solution says 42\n")]),
-    ])
-    nbformat.write(executed, notebooks / "ch01_demo.ipynb")
-    nbformat.write(new_notebook(cells=[new_code_cell("x = 1")]), notebooks / "zz_unrun.ipynb")
-    return pages, notebooks
+        # Saved without outputs: rendering it must not run it.
+        new_code_cell("open('EXECUTED', 'w').write('the book ran me')"),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                "language": "python"},
+                 "language_info": {"name": "python", "pygments_lexer": "ipython3"}})
+    nbformat.write(nb, notebooks / "01_intro.ipynb")
+    return en, zh, notebooks
+
+
+def build_book(build_dir, *args):
+    """Run book/build.py (committed notebooks only: no executed/ copies) -> (build dir, log)."""
+    run = subprocess.run(
+        [sys.executable, str(REPO / "book" / "build.py"), "--executed", str(build_dir / "none"),
+         "--build", str(build_dir), *args], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return build_dir, run.stdout + run.stderr
 
 
 @pytest.fixture(scope="module")
-def book(tmp_path_factory):
+def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("book")
-    pages, notebooks = _write_sources(root)
-    out = root / "html"
-    run = subprocess.run(
-        [sys.executable, str(BUILD), "--pages", str(pages), "--notebooks", str(notebooks),
-         "--out", str(out)], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    return out, run.stdout
+    en, zh, notebooks = write_tiny_book(root)
+    return build_book(root / "_build", "--en", str(en), "--zh", str(zh),
+                      "--notebooks", str(notebooks))
 
 
-def test_pages_exist(book):
-    out, _ = book
-    for name in ("index.html", "ch01_intro.html", "nb_ch01_demo.html", "nb_zz_unrun.html",
-                 "ch01_demo.ipynb", "_static/book.css", "_static/notebook.css"):
-        assert (out / name).is_file(), name
+def read(site, page):
+    return (site[0] / "html" / page).read_text(encoding="utf-8")
 
 
-def test_every_local_link_resolves(book):
-    out, _ = book
-    for page in out.glob("*.html"):
-        text = page.read_text(encoding="utf-8")
-        for target in re.findall(r'(?:href|src)="([^"#]+)', text):
-            assert "://" not in target, (page.name, target)
-            assert (out / target).exists(), (page.name, target)
+def test_every_page_is_built(site):
+    for page in ("index.html", "en/index.html", "en/ch01_intro.html", "zh/ch01_intro.html",
+                 "notebooks/01_intro.html", "search.html", "searchindex.js"):
+        assert (site[0] / "html" / page).is_file(), page
 
 
-def test_nav_order_and_prev_next(book):
-    out, _ = book
-    index = (out / "index.html").read_text(encoding="utf-8")
-    nav = re.search(r'<nav class="sidebar">(.*?)</nav>', index, re.S).group(1)
-    assert re.findall(r'<li[^>]*><a href="([^"]+)"', nav) == [
-        "index.html", "ch01_intro.html", "nb_ch01_demo.html", "nb_zz_unrun.html"]
-    chapter = (out / "ch01_intro.html").read_text(encoding="utf-8")
-    assert 'class="prev" href="index.html"' in chapter
-    assert 'class="next" href="nb_ch01_demo.html"' in chapter
-    assert 'class="nb-links"' in chapter  # the chapter links to its notebook
-    assert 'href="ch01_intro.html">chapter 1</a>' in index  # .md links now point at .html
+def test_builds_without_warnings(site):
+    assert "WARNING" not in site[1], site[1]
 
 
-def test_content_is_rendered(book):
-    out, _ = book
-    chapter = (out / "ch01_intro.html").read_text(encoding="utf-8")
-    assert "<table>" in chapter and "<pre><code" in chapter and "fenced" in chapter
-    assert "$a_i * b_i \\\\ c$" in chapter  # math survives Markdown untouched
-    notebook = (out / "nb_ch01_demo.html").read_text(encoding="utf-8")
-    assert "hello from the notebook 42" in notebook
-    assert "<details><summary>Solution</summary>" in notebook and "<b>plot</b>" in notebook
+def test_no_asset_off_the_machine(site):
+    assert book_build.off_machine_assets(site[0] / "html") == []
+    # and the check does see one: an <img> from a CDN in a copy of a built page
+    probe = site[0] / "html" / "probe" / "page.html"
+    probe.parent.mkdir()
+    probe.write_text('<p><img alt="x" src="https://cdn.example.com/a.png"></p>\n'
+                     '<script src="//cdn.example.com/x.js"></script>', encoding="utf-8")
+    try:
+        assert len(book_build.off_machine_assets(site[0] / "html")) == 2
+    finally:
+        probe.unlink()
+        probe.parent.rmdir()
 
 
-def test_offline_no_external_scripts_or_styles(book):
-    out, stdout = book
-    assert "removed" in stdout and "cdn.example.com" in stdout
-    for path in out.rglob("*"):
-        if path.suffix not in (".html", ".css"):
+def test_every_local_link_and_asset_resolves(site):
+    html = site[0] / "html"
+    for page in html.rglob("*.html"):
+        if page.parent.name == "_static":  # theme templates shipped as static files
             continue
-        text = path.read_text(encoding="utf-8")
-        assert not re.search(r"<script[^>]*\ssrc=[\"']?(https?:)?//", text, re.I), path
-        assert not re.search(r"<link[^>]*\shref=[\"']?(https?:)?//", text, re.I), path
-        assert not re.search(r"@import|url\([\"']?(https?:)?//", text, re.I), path
-        if path.suffix == ".html":
-            assert "http://" not in text and "https://" not in text, path  # e.g. a MathJax CDN
+        for target in re.findall(r'(?:href|src)="([^"#?]+)', page.read_text(encoding="utf-8")):
+            if re.match(r"(?:[a-z]+:|//)", target):  # a link out, or mailto: (not an asset)
+                continue
+            assert (page.parent / target).exists(), (page.relative_to(html), target)
 
 
-def test_solution_cells_are_collapsed_with_their_output(book):
-    out, _ = book
-    page = (out / "nb_ch01_demo.html").read_text(encoding="utf-8")
-    block = re.search(r'<details class="solution"><summary>[^<]*</summary>(.*?)</details>', page,
-                      re.S)
-    assert block, "the solution cell is not inside a collapsed <details> block"
-    assert "solution says 42" in block.group(1) and "6" in block.group(1)
-    assert "hello from the notebook" not in block.group(1)  # the other cells stay outside
-    assert page.index("hello from the notebook") < page.index('<details class="solution">')
+def test_maths_is_marked_for_the_local_mathjax(site):
+    html = site[0] / "html"
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    for page in ("en/ch01_intro.html", "zh/ch01_intro.html", "notebooks/01_intro.html"):
+        text = read(site, page)
+        assert re.search(r'<script[^>]+src="(\.\./)*_static/mathjax/tex-chtml\.js', text), page
+        assert "$\\" not in text and "$$" not in text, page  # every dollar became maths
+    assert "costs $5 or $10." in read(site, "en/ch02_next.html")  # money, not maths
+    notebook = read(site, "notebooks/01_intro.html")
+    assert r"\(\theta\)" in notebook and r"\(\alpha g\)" in notebook
+    chapter = read(site, "en/ch01_intro.html")
+    assert r"\underbrace{\frac{\partial L}{\partial \theta}}" in chapter
+    assert r"\begin{aligned}" in chapter and r'\(\hat{y}\)' in chapter
 
 
-def test_unexecuted_notebook_builds_with_a_warning(book):
-    out, stdout = book
-    assert re.search(r"WARNING: .*zz_unrun\.ipynb has no outputs", stdout)
-    assert "not executed" in (out / "nb_zz_unrun.html").read_text(encoding="utf-8")
+def test_language_switch_and_toc(site):
+    en, zh = read(site, "en/ch01_intro.html"), read(site, "zh/ch01_intro.html")
+    assert re.search(r'class="ptft-lang-link" href="\.\./zh/ch01_intro\.html"', en)
+    assert re.search(r'class="ptft-lang-link" href="\.\./en/ch01_intro\.html"', zh)
+    assert '<html lang="zh-CN"' in zh and '<html lang="en"' in en
+    assert "ptft-lang" not in read(site, "en/ch02_next.html")  # no Chinese page: no switch
+    notebook = read(site, "notebooks/01_intro.html")
+    assert 'href="../en/ch01_intro.html"' in notebook and 'href="../zh/ch01_intro.html"' in notebook
+    index = read(site, "index.html")
+    assert "English" in index and "中文" in index
+    for page in ("en/index.html", "en/ch01_intro.html", "notebooks/01_intro.html",
+                 "zh/index.html", "zh/ch01_intro.html"):
+        assert page.split("/")[1] in index, page  # the sidebar lists both languages
 
 
-def test_refuses_to_empty_a_folder_it_did_not_make(tmp_path):
-    pages, notebooks = _write_sources(tmp_path)
-    (tmp_path / "precious.txt").write_text("keep me")
-    run = subprocess.run(
-        [sys.executable, str(BUILD), "--pages", str(pages), "--notebooks", str(notebooks),
-         "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
-    assert run.returncode != 0 and "not made by this script" in run.stderr
-    assert (tmp_path / "precious.txt").exists()
+def test_previous_next_stay_within_a_language(site):
+    def rel(page, kind):
+        found = re.search(rf'<a class="[^"]*{kind}[^"]*"\s+href="([^"]+)"', read(site, page))
+        return found and found.group(1)
+
+    assert rel("en/ch01_intro.html", "right-next") == "../notebooks/01_intro.html"
+    assert rel("notebooks/01_intro.html", "right-next") == "../en/ch02_next.html"
+    assert rel("en/ch02_next.html", "right-next") is None  # not into the Chinese pages
+    assert rel("zh/index.html", "left-prev") is None
+    assert rel("zh/index.html", "right-next") == "ch01_intro.html"
 
 
-def test_appendix_pages_claim_their_lettered_notebooks_and_come_last(tmp_path):
-    # chA_*.md <- A_*.ipynb, after the numbered chapters; appendix A must not claim a notebook
-    # that merely starts with the letter A.
-    pages, notebooks = tmp_path / "pages", tmp_path / "notebooks"
-    pages.mkdir()
-    notebooks.mkdir()
-    for stem, title in (("index", "Book"), ("ch05_trends", "Chapter 5"), ("chB_formulas", "B"),
-                        ("chA_tools", "A")):
-        (pages / f"{stem}.md").write_text(f"# {title}\n", encoding="utf-8")
-    for stem in ("B_formulas", "Attention_demo", "A_tools", "05_trends"):
-        nbformat.write(new_notebook(cells=[new_markdown_cell(f"# {stem}")]),
-                       notebooks / f"{stem}.ipynb")
-    out = tmp_path / "html"
-    run = subprocess.run(
-        [sys.executable, str(BUILD), "--pages", str(pages), "--notebooks", str(notebooks),
-         "--out", str(out)], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    index = (out / "index.html").read_text(encoding="utf-8")
-    nav = re.search(r'<nav class="sidebar">(.*?)</nav>', index, re.S).group(1)
-    assert re.findall(r'<li class="(\w+)[^"]*"><a href="([^"]+)"', nav) == [
-        ("page", "index.html"), ("page", "ch05_trends.html"), ("notebook", "nb_05_trends.html"),
-        ("page", "chA_tools.html"), ("notebook", "nb_A_tools.html"),
-        ("page", "chB_formulas.html"), ("notebook", "nb_B_formulas.html"),
-        ("page", "nb_Attention_demo.html")]  # claimed by no page: listed last, on its own
-    appendix_a = (out / "chA_tools.html").read_text(encoding="utf-8")
-    links = re.search(r'<p class="nb-links">(.*?)</p>', appendix_a).group(1)
-    assert re.findall(r'href="([^"]+)"', links) == ["nb_A_tools.html"]
+def test_pages_link_to_the_notebook_page(site):
+    for page in ("en/ch01_intro.html", "zh/ch01_intro.html"):
+        assert 'href="../notebooks/01_intro.html"' in read(site, page), page
+
+
+def test_the_same_label_in_both_languages_links_within_each(site):
+    # book/build.py gives the Chinese copy's labels a zh- prefix (Sphinx's labels are global)
+    assert 'href="ch01_intro.html#ch01-gain"' in read(site, "en/index.html")
+    assert 'id="ch01-gain"' in read(site, "en/ch01_intro.html")
+    assert 'href="ch01_intro.html#zh-ch01-gain"' in read(site, "zh/index.html")
+    assert 'id="zh-ch01-gain"' in read(site, "zh/ch01_intro.html")
+    assert "duplicate label" not in site[1] and "local id not found" not in site[1], site[1]
+
+
+def test_glued_number_is_pasted_into_both_languages(site):
+    # cross-document paste from the notebook's saved outputs, execution off
+    for page in ("en/ch01_intro.html", "zh/ch01_intro.html"):
+        assert re.search(r'<span class="pasted-text">0\.012</span>', read(site, page)), page
+    assert '<span class="pasted-text">0.01234</span>' in read(site, "en/ch01_intro.html")
+    assert "glue_ref" not in site[1]  # no "glue reference not found" warning
+
+
+def test_solution_input_is_collapsed_and_output_shown(site):
+    notebook = read(site, "notebooks/01_intro.html")
+    cell = re.search(r'<div class="cell tag_solution tag_hide-input[^"]*".*?solution says 42',
+                     notebook, re.S)
+    assert cell, "the solution cell lost its tags"
+    assert re.search(r'<details class="[^"]*hide above-input">.*Solution to exercise 1.*</details>',
+                     cell.group(0), re.S), "the solution's code is not folded"
+
+
+def test_notebooks_are_rendered_not_executed(site):
+    assert not list(site[0].rglob("EXECUTED"))
+    assert "the book ran me" in read(site, "notebooks/01_intro.html")  # shown, not run
+
+
+def test_search_index_has_both_languages(site):
+    text = (site[0] / "html" / "searchindex.js").read_text(encoding="utf-8")
+    terms = json.loads(text[text.index("(") + 1:text.rindex(")")])["terms"]
+    assert "zebraword" in terms
+    # Chinese body text is cut into words (jieba), not indexed as whole phrases
+    assert {"标签", "差距"} <= set(terms), sorted(t for t in terms if not t.isascii())
+
+
+def test_notebook_falls_back_to_the_committed_copy(tmp_path):
+    committed, executed = tmp_path / "committed", tmp_path / "executed"
+    committed.mkdir()
+    executed.mkdir()
+    for name in ("01_a.ipynb", "02_b.ipynb"):
+        (committed / name).write_text("{}")
+    (executed / "01_a.ipynb").write_text("{}")
+    chosen = book_build.notebook_sources(executed, committed)
+    assert chosen == {"01_a.ipynb": executed / "01_a.ipynb", "02_b.ipynb": committed / "02_b.ipynb"}
+    assert book_build.notebook_sources(tmp_path / "missing", committed)["01_a.ipynb"] == \
+        committed / "01_a.ipynb"
+
+
+# --- the real book: both languages, the glossary, the errata --------------------------------
+
+def page_names(lang):
+    return sorted(p.name for p in (REPO / "book" / lang).glob("*.md"))
+
+
+def test_every_english_page_has_a_chinese_page_and_back():
+    assert page_names("en"), "no English pages"
+    assert page_names("en") == page_names("zh")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_glossary_and_errata_exist(lang):
+    for name in ("glossary.md", "errata.md"):
+        assert (REPO / "book" / lang / name).is_file(), f"book/{lang}/{name}"
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_errata_page_lists_16_entries(lang):
+    # Convention (book/README.md): each erratum is a level-2 heading starting with its number,
+    # "## 1. ..." to "## 16. ...", in order.
+    errata = REPO / "book" / lang / "errata.md"
+    assert errata.is_file(), f"book/{lang}/errata.md"
+    text = errata.read_text(encoding="utf-8")
+    numbers = [int(n) for n in re.findall(r"^##\s+(\d+)\.\s", text, re.M)]
+    assert numbers == list(range(1, 17)), numbers
