@@ -1,6 +1,7 @@
 """The course book: a tiny bilingual book builds into an offline site (book/build.py, Sphinx with
 myst-nb), and the real book/en and book/zh trees have the same pages, a glossary and 16 errata."""
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -12,8 +13,10 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "book"))
-import build as book_build  # noqa: E402  (book/build.py: the builder under test)
+# book/build.py, loaded by path: "build" is also the name of a PyPI package
+_spec = importlib.util.spec_from_file_location("ptft_book_build", REPO / "book" / "build.py")
+book_build = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(book_build)
 
 MATHS = (r"$$\underbrace{\frac{\partial L}{\partial \theta}}_{\text{gradient}} = \hat{y} - y$$"
          "\n\n"
