@@ -192,3 +192,15 @@ def test_training_is_hugging_face_wordpiece():
     theirs = set(hf.get_vocab())
     assert len(ours) == len(theirs) == 1000
     assert len(ours & theirs) >= 0.97 * len(theirs)
+
+
+def test_encode_in_a_graph_equals_keras_hub_eager_ids(vocab):
+    # encode() tokenizes and packs inside one tf.function (keras-hub's eager path is pure
+    # Python); the ids must be those of the eager tokenizer packed by ``pack``, truncation
+    # included (sequence_length 8 cuts the longer texts).
+    tok = tokenizers.wordpiece_tokenizer(vocab)
+    texts = EN + ZH + ["", "  spaces  and\ttabs  "]
+    for length in (8, 32):
+        eager = tokenizers.pack([list(row) for row in tok(texts)], length)
+        np.testing.assert_array_equal(tokenizers.encode(texts, tok, length), eager)
+    assert (tokenizers.encode(texts, tok, 8)[:, -1] != tokenizers.PAD).any()  # some were cut

@@ -98,7 +98,7 @@ class _StopAfter(keras.callbacks.Callback):
 
 
 def pretrain(recipe, train_ids, heldout, vocabulary_size, steps=None, seconds=None,
-             eval_every=100, seed=0):
+             eval_every=100, seed=0, jit_compile="auto"):
     """Pre-train ``recipe`` with MLM for ``steps`` (or until ``seconds`` have passed).
 
     The learning-rate schedule spans ``steps`` (or, with a time limit, the steps that limit is
@@ -125,7 +125,8 @@ def pretrain(recipe, train_ids, heldout, vocabulary_size, steps=None, seconds=No
         learning_rate = WarmupLinearDecay(recipe.learning_rate,
                                           int(recipe.warmup_fraction * total), total)
     mlm.compile(optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=0.01,
-                                                 beta_2=recipe.beta_2, clipnorm=recipe.clipnorm))
+                                                 beta_2=recipe.beta_2, clipnorm=recipe.clipnorm),
+                jit_compile=jit_compile)
     tracker = _StopAfter(seconds, eval_every,
                          lambda: objectives.evaluate_mlm(mlm, heldout)["perplexity"])
     epochs = int(np.ceil(total / len(batches)))
