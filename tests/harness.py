@@ -46,7 +46,8 @@ def _sizes(variables):
     return sum(int(np.prod(v.shape)) for v in variables)
 
 
-def run_model_test(cls, init_kwargs, input_data, expected_output_shape, check_config=True):
+def run_model_test(cls, init_kwargs, input_data, expected_output_shape, check_config=True,
+                   trains_only=None):
     """Build ``cls(**init_kwargs)``, call it on ``input_data`` and check it. Returns the model.
 
     - the output has ``expected_output_shape`` (a tuple, or a dict / list of them);
@@ -54,6 +55,9 @@ def run_model_test(cls, init_kwargs, input_data, expected_output_shape, check_co
       same output shape (``check_config=False`` for a layer its owner rebuilds instead);
     - ``trainable_weights`` lists each trainable variable once, no more, no fewer;
     - ``finetuning.count_params`` gives the summed sizes of the trainable / all weights.
+
+    ``trains_only(model)``: for a model whose objective trains only some of its weights by
+    design (CBOW trains the embedding tables), the variables ``trainable_weights`` must list.
     """
     model = cls(**init_kwargs)
     output = call(model, input_data)
@@ -74,6 +78,8 @@ def run_model_test(cls, init_kwargs, input_data, expected_output_shape, check_co
     # Trainable variables and parameter counts.
     trainable = model.trainable_weights
     built_trainable = [v for v in model.weights if v.trainable]
+    if trains_only is not None:
+        built_trainable = list(trains_only(model))
     assert len({id(v) for v in trainable}) == len(trainable), (
         f"{cls.__name__}: a trainable variable is listed twice (a tied weight counted twice?)")
     assert {id(v) for v in trainable} == {id(v) for v in built_trainable}, (

@@ -35,7 +35,7 @@ def test_manifest_lists_every_file_with_matching_sha256(manifest):
     checkpoint = {f"checkpoints/en_mlm/{n}" for n in ("backbone.keras", "vocab.txt",
                                                       "provenance.json")}
     assert names == {"en_reviews.csv", "zh_reviews.csv", "drug_reviews.csv", "en_corpus.txt",
-                     "zh_corpus.txt"} | checkpoint
+                     "zh_corpus.txt", "imdb_reviews.txt.gz"} | checkpoint
     for name, entry in manifest["files"].items():
         raw = (D.DATA_DIR / name).read_bytes()
         assert hashlib.sha256(raw).hexdigest() == entry["sha256"], name
@@ -51,8 +51,22 @@ def test_manifest_lists_every_file_with_matching_sha256(manifest):
 
 
 def test_data_dir_stays_small():
+    # 25 MB: the 6.3 MB of gzipped IMDb reviews are what lets chapter 1's own pre-training help.
     total = sum(p.stat().st_size for p in D.DATA_DIR.rglob("*") if p.is_file())
-    assert total < 20_000_000
+    assert total < 25_000_000
+
+
+def test_imdb_texts_match_the_manifest_and_do_not_overlap_the_labeled_reviews(manifest):
+    texts = D.load_imdb_texts()
+    facts = manifest["files"]["imdb_reviews.txt.gz"]["facts"]
+    assert len(texts) == facts["lines"] == 12_000
+    assert sum(len(t.split()) for t in texts) == facts["words"]
+    assert len(set(texts)) == len(texts) and all(t == t.strip() and "<br" not in t for t in texts)
+    assert D.load_imdb_texts(5) == texts[:5]
+    sentences = set(D.load_en_reviews().text)
+    assert not any(t in sentences for t in texts)            # pre-training text != test text
+    with pytest.raises(D.DataError, match="max_reviews must be a positive int"):
+        D.load_imdb_texts(0)
 
 
 @pytest.mark.parametrize("name", sorted(LABELED))

@@ -165,6 +165,16 @@ def test_causal_lm_pretrainer(save_dir, saved):
     run_saving_test(model, inputs, save_dir, saved)
 
 
+def test_word_vector_pretrainer(save_dir, saved):
+    inputs = {"context": token_ids()[:, :4], "candidates": token_ids()[:, 4:7]}
+    model = run_model_test(objectives.WordVectorPretrainer,
+                           {"backbone": models.TransformerBackbone(**transformer_kwargs())},
+                           inputs, (B, 3),
+                           trains_only=lambda m: m.backbone.token_embedding.trainable_weights
+                           + m.output_embedding.trainable_weights)
+    run_saving_test(model, inputs, save_dir, saved)
+
+
 # --- schedules and optimizers (config round trip only) --------------------------------------------
 def test_warmup_linear_decay_round_trip():
     schedule = optimizers.WarmupLinearDecay(peak=1e-3, warmup_steps=10, total_steps=100)
@@ -215,7 +225,7 @@ NOT_STANDALONE = {
 }
 TESTED = {"TransformerBackbone", "LSTMBackbone", "MiniLMBackbone", "MaskedMeanPooling",
           "SentenceEmbedding", "GradientReversal", "TiedOutput", "UncertaintyWeighting", "LocalMixing",
-          "MaskedLMPretrainer", "CausalLMPretrainer", "WarmupLinearDecay"}
+          "MaskedLMPretrainer", "CausalLMPretrainer", "WordVectorPretrainer", "WarmupLinearDecay"}
 
 
 def test_every_registered_class_is_accounted_for():

@@ -204,3 +204,8 @@ def test_encode_in_a_graph_equals_keras_hub_eager_ids(vocab):
         eager = tokenizers.pack([list(row) for row in tok(texts)], length)
         np.testing.assert_array_equal(tokenizers.encode(texts, tok, length), eager)
     assert (tokenizers.encode(texts, tok, 8)[:, -1] != tokenizers.PAD).any()  # some were cut
+    # Another tokenizer's special ids (MiniLM packs with 101 / 102 / 0): same as pack with them.
+    ids = dict(start_id=7, end_id=8, pad_id=9)
+    eager = tokenizers.pack([list(row) for row in tok(texts)], 16, **ids)
+    np.testing.assert_array_equal(tokenizers.encode(texts, tok, 16, **ids), eager)
+    assert (eager[:, 0] == 7).all() and (eager == 9).any()

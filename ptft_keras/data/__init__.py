@@ -21,6 +21,7 @@ from ptft_keras.data.loaders import (
     load_drug_reviews,
     load_en_reviews,
     load_imdb_online,
+    load_imdb_texts,
     load_zh_reviews,
     manifest,
     to_dataset,

@@ -11,6 +11,8 @@ recorded in ``data/MANIFEST.json`` before it is read.
   split``.
 - ``load_corpus(lang="en" | "zh", max_chars=None)``: unlabeled pre-training text, one paragraph
   per line.
+- ``load_imdb_texts(max_reviews=None)``: unlabeled IMDb movie reviews (12,000 whole reviews,
+  ~2.8 M words), the in-domain text for pre-training word vectors.
 - ``check_texts_labels(...)`` finds bad inputs (empty splits, non-text, bad labels) before any
   training starts; ``to_dataset(...)`` turns texts and labels into a batched ``tf.data.Dataset``.
 - ``load_imdb_online()``: optional IMDB via tensorflow-datasets; fails fast when it is not on disk.
@@ -204,6 +206,20 @@ def load_corpus(lang="en", max_chars=None):
         total += len(line)
     return out
 
+
+def load_imdb_texts(max_reviews=None):
+    """Unlabeled IMDb movie reviews (Maas et al. 2011; labels dropped): list of str, one review
+    each, in the shipped order. ``max_reviews``: the first that many (None = all 12,000)."""
+    import gzip
+
+    if max_reviews is not None and (isinstance(max_reviews, bool)
+                                    or not isinstance(max_reviews, numbers.Integral)
+                                    or max_reviews <= 0):
+        raise DataError(f"max_reviews must be a positive int or None, got {max_reviews!r}.")
+    path = verify("imdb_reviews.txt.gz")
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        lines = [line for line in handle.read().split("\n") if line]
+    return lines if max_reviews is None else lines[:max_reviews]
 
 
 # --- tf.data -------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ positions only.
 - ``sentence_pairs``: NSP (BERT) and SOP (ALBERT) -> ``SentencePairPretrainer``.
 - ``spans``: T5 span corruption -> ``Seq2SeqPretrainer``.
 - ``permutation_lm``: XLNet two-stream attention -> ``PermutationLMPretrainer``.
+- ``word_vectors``: CBOW with negative sampling (word2vec) on a backbone's token embedding ->
+  ``WordVectorPretrainer``, ``CBOWDataset``.
 - ``families``: the seven families as data (backbone, tokenizer kind, objective, special tokens).
 """
 
@@ -48,5 +50,11 @@ from ptft_keras.objectives.spans import (
     span_corruption,
     span_corruption_arrays,
     span_counts,
+)
+from ptft_keras.objectives.word_vectors import (
+    CBOWDataset,
+    WordVectorPretrainer,
+    cbow_arrays,
+    token_stream,
 )
 from ptft_keras.objectives import families  # noqa: E402  (builds on the objectives above)
