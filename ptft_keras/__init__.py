@@ -5,7 +5,7 @@
 
 | chapter | notebook | modules (`ptft_keras.`…) |
 |---|---|---|
-| 1 — foundations: what pre-training buys, seven families | `notebooks/01_foundations.ipynb` | objectives (all seven families), models, finetuning, experiments.label_budget |
+| 1 — foundations: what pre-training buys, seven families | `notebooks/01_foundations.ipynb` | objectives (word_vectors, mlm, all seven families), models, finetuning, experiments.label_budget |
 | 2 — mathematics and algorithms, fine-tuning strategies | `notebooks/02_math_and_algorithms.ipynb` | scratch (NumPy only), finetuning (six strategies), optimizers |
 | 3 — practice: pre-train, fine-tune, a sentiment project | `notebooks/03_practice.ipynb` | tokenizers, models, objectives.mlm, finetuning, evaluation, models.minilm |
 | 4 — multi-task learning, cross-domain fine-tuning | `notebooks/04_multitask_and_domains.ipynb` | multitask, domain, layers, experiments.single_vs_multi |

@@ -9,7 +9,7 @@ import re
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHAPTERS = [
     ("1", "foundations: what pre-training buys, seven families", "01_foundations.ipynb",
-     "objectives (all seven families), models, finetuning, experiments.label_budget"),
+     "objectives (word_vectors, mlm, all seven families), models, finetuning, experiments.label_budget"),
     ("2", "mathematics and algorithms, fine-tuning strategies", "02_math_and_algorithms.ipynb",
      "scratch (NumPy only), finetuning (six strategies), optimizers"),
     ("3", "practice: pre-train, fine-tune, a sentiment project", "03_practice.ipynb",
