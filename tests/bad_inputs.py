@@ -145,6 +145,13 @@ ROWS = [
                                                           min_frequency=1),
          classifier=c["classifier"], sequence_length=8),
      "the tokenizer and the model do not match"),
+    ("models.TextClassifier", "a keras-hub preprocessor of another family (BERT's) for our backbone",
+     lambda c: _models().TextClassifier(
+         preprocessor=__import__("keras_hub").models.BertTextClassifierPreprocessor(
+             __import__("keras_hub").models.BertTokenizer(vocabulary=c["tok"].vocabulary),
+             sequence_length=8),
+         classifier=c["classifier"]),
+     "preprocessor is a BertTextClassifierPreprocessor, a preprocessor of another model family"),
     ("models.TextClassifier", "sequence_length longer than the backbone's maximum",
      lambda c: _models().TextClassifier(tokenizer=c["tok"], classifier=c["classifier"],
                                         sequence_length=64),

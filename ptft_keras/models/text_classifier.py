@@ -122,6 +122,12 @@ class TextClassifier(keras_hub.models.TextClassifier):
                                                  name="preprocessor")
         elif tokenizer is not None or sequence_length is not None:
             raise ValueError("Pass either preprocessor=... or tokenizer= and sequence_length=.")
+        elif not isinstance(preprocessor, WordPiecePreprocessor):
+            raise ValueError(
+                f"preprocessor is a {type(preprocessor).__name__}, a preprocessor of another model "
+                f"family: it packs other inputs and special-token ids than the course's backbones "
+                f"read ({{'token_ids'}} with [CLS]=2, [SEP]=3, [PAD]=0). Pass the tokenizer the "
+                f"backbone was trained with: TextClassifier(tokenizer=tok, classifier=clf).")
         # The vocabulary is known here except while loading (assets come after construction).
         vocabulary = preprocessor.tokenizer.vocabulary
         for layer in classifier.layers:
