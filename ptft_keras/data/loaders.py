@@ -144,6 +144,13 @@ def _filter_split(frame, split):
     return frame.reset_index(drop=True)
 
 
+def _check_limit(value, name):
+    """A loader's optional size limit: None or a positive int, else ``DataError``."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+                              or value <= 0):
+        raise DataError(f"{name} must be a positive int or None, got {value!r}.")
+
+
 # --- loaders -------------------------------------------------------------------------------------
 def load_en_reviews(domain=None, split=None):
     """English review sentiment: DataFrame with ``text, label, rating, domain, split``.
@@ -186,10 +193,7 @@ def load_corpus(lang="en", max_chars=None):
     """
     if lang not in CORPORA:
         raise DataError(f"invalid lang {lang!r}: valid values are {', '.join(CORPORA)}.")
-    if max_chars is not None and (isinstance(max_chars, bool)
-                                  or not isinstance(max_chars, numbers.Integral)
-                                  or max_chars <= 0):
-        raise DataError(f"max_chars must be a positive int or None, got {max_chars!r}.")
+    _check_limit(max_chars, "max_chars")
     path = verify(CORPORA[lang])
     with open(path, encoding="utf-8") as handle:
         lines = handle.read().split("\n")
@@ -212,10 +216,7 @@ def load_imdb_texts(max_reviews=None):
     each, in the shipped order. ``max_reviews``: the first that many (None = all 12,000)."""
     import gzip
 
-    if max_reviews is not None and (isinstance(max_reviews, bool)
-                                    or not isinstance(max_reviews, numbers.Integral)
-                                    or max_reviews <= 0):
-        raise DataError(f"max_reviews must be a positive int or None, got {max_reviews!r}.")
+    _check_limit(max_reviews, "max_reviews")
     path = verify("imdb_reviews.txt.gz")
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         lines = [line for line in handle.read().split("\n") if line]
